@@ -94,7 +94,7 @@ static const struct config_section config_sections[] = {
 	  .max = CONFIG_MAPS_MAX,
 	  .def = "( { name = \"postfix\"; } )",
 	  .doc = "The map names Postfix may ask for (the last part of socketmap:...:NAME), "
-		 "each with its own answer options." },
+	         "each with its own answer options." },
 	{ .name = "limits", .doc = "Bounds on clients, requests and time." },
 	{ .name = "dns", .doc = "The DNS resolver (c-ares) and its answer cache." },
 	{ .name = "fetch", .doc = "HTTPS policy fetches (libcurl)." },
@@ -107,228 +107,122 @@ static const struct config_section config_sections[] = {
 	.section = (sec), .name = (key), .offset = offsetof(struct config, field)
 #define IN_LISTENER(key, field)                                                                    \
 	.section = "listen", .name = (key), .offset = offsetof(struct config_listener, field)
-#define IN_MAP(key, field) .section = "maps", .name = (key), .offset = offsetof(struct config_map, field)
+#define IN_MAP(key, field)                                                                         \
+	.section = "maps", .name = (key), .offset = offsetof(struct config_map, field)
 
 static const struct config_option config_options[] = {
-	{ IN_CONFIG("daemon", "log_level", daemon.log_level),
-	  .kind = CONFIG_KIND_ENUM,
-	  .def = "\"info\"",
-	  .values = config_log_levels,
+	{ IN_CONFIG("daemon", "log_level", daemon.log_level), .kind = CONFIG_KIND_ENUM,
+	  .def = "\"info\"", .values = config_log_levels,
 	  .doc = "Least severe messages logged; debug logs every lookup." },
-	{ IN_CONFIG("daemon", "user", daemon.user),
-	  .kind = CONFIG_KIND_NAME,
-	  .def = "\"\"",
+	{ IN_CONFIG("daemon", "user", daemon.user), .kind = CONFIG_KIND_NAME, .def = "\"\"",
 	  .empty_ok = true,
 	  .doc = "User to switch to after binding the listeners; \"\" stays the starting user." },
-	{ IN_CONFIG("daemon", "group", daemon.group),
-	  .kind = CONFIG_KIND_NAME,
-	  .def = "\"\"",
+	{ IN_CONFIG("daemon", "group", daemon.group), .kind = CONFIG_KIND_NAME, .def = "\"\"",
 	  .empty_ok = true,
 	  .doc = "Group to switch to after binding; \"\" is the user's primary group." },
-	{ IN_CONFIG("daemon", "pid_file", daemon.pid_file),
-	  .kind = CONFIG_KIND_PATH,
-	  .def = "\"\"",
-	  .empty_ok = true,
-	  .doc = "File to write the process id to; \"\" writes none." },
-	{ IN_CONFIG("daemon", "state_dir", daemon.state_dir),
-	  .kind = CONFIG_KIND_PATH,
+	{ IN_CONFIG("daemon", "pid_file", daemon.pid_file), .kind = CONFIG_KIND_PATH, .def = "\"\"",
+	  .empty_ok = true, .doc = "File to write the process id to; \"\" writes none." },
+	{ IN_CONFIG("daemon", "state_dir", daemon.state_dir), .kind = CONFIG_KIND_PATH,
 	  .def = "\"/var/lib/mtastsd\"",
 	  .doc = "Directory for persistent state (store backends that keep files)." },
-	{ IN_CONFIG("daemon", "runtime_dir", daemon.runtime_dir),
-	  .kind = CONFIG_KIND_PATH,
+	{ IN_CONFIG("daemon", "runtime_dir", daemon.runtime_dir), .kind = CONFIG_KIND_PATH,
 	  .def = "\"/run/mtastsd\"",
 	  .doc = "Directory for runtime files such as the control socket." },
 
-	{ IN_LISTENER("protocol", protocol),
-	  .kind = CONFIG_KIND_ENUM,
-	  .def = "\"socketmap\"",
-	  .values = config_protocols,
-	  .doc = "Postfix table protocol spoken on this socket." },
-	{ IN_LISTENER("address", address),
-	  .kind = CONFIG_KIND_ADDRESS,
+	{ IN_LISTENER("protocol", protocol), .kind = CONFIG_KIND_ENUM, .def = "\"socketmap\"",
+	  .values = config_protocols, .doc = "Postfix table protocol spoken on this socket." },
+	{ IN_LISTENER("address", address), .kind = CONFIG_KIND_ADDRESS,
 	  .doc = "Numeric address and port, or unix: and an absolute socket path." },
-	{ IN_LISTENER("mode", mode),
-	  .kind = CONFIG_KIND_MODE,
-	  .def = "\"0666\"",
+	{ IN_LISTENER("mode", mode), .kind = CONFIG_KIND_MODE, .def = "\"0666\"",
 	  .doc = "Permissions of a unix socket; the default lets Postfix connect, as the "
-		 "127.0.0.1 listener does; only for unix: addresses." },
-	{ IN_LISTENER("map", map),
-	  .kind = CONFIG_KIND_MAP_NAME,
-	  .def = "\"\"",
-	  .empty_ok = true,
+	         "127.0.0.1 listener does; only for unix: addresses." },
+	{ IN_LISTENER("map", map), .kind = CONFIG_KIND_MAP_NAME, .def = "\"\"", .empty_ok = true,
 	  .doc = "tcp_table only (its requests name no map): the map from maps that answers "
-		 "here; required for tcp_table, not allowed for socketmap." },
+	         "here; required for tcp_table, not allowed for socketmap." },
 
-	{ IN_MAP("name", name),
-	  .kind = CONFIG_KIND_MAP_NAME,
+	{ IN_MAP("name", name), .kind = CONFIG_KIND_MAP_NAME,
 	  .doc = "The map name, as after the last colon of socketmap:inet:HOST:PORT:NAME." },
-	{ IN_MAP("strict_testing", strict_testing),
-	  .kind = CONFIG_KIND_BOOL,
-	  .def = "false",
+	{ IN_MAP("strict_testing", strict_testing), .kind = CONFIG_KIND_BOOL, .def = "false",
 	  .doc = "Enforce mode: testing policies as if they were mode: enforce." },
-	{ IN_MAP("tlsrpt", tlsrpt),
-	  .kind = CONFIG_KIND_BOOL,
-	  .def = "false",
+	{ IN_MAP("tlsrpt", tlsrpt), .kind = CONFIG_KIND_BOOL, .def = "false",
 	  .doc = "Add the TLSRPT attributes Postfix 3.10 and later understand." },
 
-	{ IN_CONFIG("limits", "request_size", limits.request_size),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "4096",
-	  .min = 1024,
-	  .max = 65536,
-	  .unit = "bytes",
+	{ IN_CONFIG("limits", "request_size", limits.request_size), .kind = CONFIG_KIND_INT,
+	  .def = "4096", .min = 1024, .max = 65536, .unit = "bytes",
 	  .doc = "Largest request accepted; a longer one closes the connection." },
-	{ IN_CONFIG("limits", "max_connections", limits.max_connections),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "1024",
-	  .min = 1,
-	  .max = 100000,
-	  .unit = "connections",
+	{ IN_CONFIG("limits", "max_connections", limits.max_connections), .kind = CONFIG_KIND_INT,
+	  .def = "1024", .min = 1, .max = 100000, .unit = "connections",
 	  .doc = "Client connections open at once over all listeners; more are refused." },
 	{ IN_CONFIG("limits", "max_connections_per_ip", limits.max_connections_per_ip),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "256",
-	  .min = 1,
-	  .max = 100000,
-	  .unit = "connections",
+	  .kind = CONFIG_KIND_INT, .def = "256", .min = 1, .max = 100000, .unit = "connections",
 	  .doc = "Client connections open at once from one IP address." },
-	{ IN_CONFIG("limits", "idle_timeout", limits.idle_timeout_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "300",
-	  .min = 100,
-	  .max = 86400,
-	  .unit = "seconds",
+	{ IN_CONFIG("limits", "idle_timeout", limits.idle_timeout_s), .kind = CONFIG_KIND_INT,
+	  .def = "300", .min = 100, .max = 86400, .unit = "seconds",
 	  .doc = "Close a connection idle this long; Postfix keeps idle table connections up "
-		 "to 100 s." },
-	{ IN_CONFIG("limits", "lookup_timeout", limits.lookup_timeout_ms),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "3000",
-	  .min = 100,
-	  .max = 60000,
-	  .unit = "milliseconds",
+	         "to 100 s." },
+	{ IN_CONFIG("limits", "lookup_timeout", limits.lookup_timeout_ms), .kind = CONFIG_KIND_INT,
+	  .def = "3000", .min = 100, .max = 60000, .unit = "milliseconds",
 	  .doc = "Answer from the cache, or NOTFOUND, when discovery takes longer; it goes on "
-		 "in the background." },
+	         "in the background." },
 	{ IN_CONFIG("limits", "max_pending_per_connection", limits.max_pending_per_connection),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "16",
-	  .min = 1,
-	  .max = 1024,
-	  .unit = "requests",
+	  .kind = CONFIG_KIND_INT, .def = "16", .min = 1, .max = 1024, .unit = "requests",
 	  .doc = "Pipelined requests waiting on one connection before reading pauses." },
 	{ IN_CONFIG("limits", "shutdown_timeout", limits.shutdown_timeout_ms),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "5000",
-	  .min = 0,
-	  .max = 60000,
-	  .unit = "milliseconds",
+	  .kind = CONFIG_KIND_INT, .def = "5000", .min = 0, .max = 60000, .unit = "milliseconds",
 	  .doc = "On SIGTERM, time allowed to finish the answers in flight." },
 
-	{ IN_CONFIG("dns", "servers", dns.servers),
-	  .kind = CONFIG_KIND_SERVERS,
-	  .def = "[]",
+	{ IN_CONFIG("dns", "servers", dns.servers), .kind = CONFIG_KIND_SERVERS, .def = "[]",
 	  .doc = "DNS servers to ask; [] uses the nameservers of /etc/resolv.conf." },
-	{ IN_CONFIG("dns", "timeout", dns.timeout_ms),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "2000",
-	  .min = 100,
-	  .max = 30000,
-	  .unit = "milliseconds",
+	{ IN_CONFIG("dns", "timeout", dns.timeout_ms), .kind = CONFIG_KIND_INT, .def = "2000",
+	  .min = 100, .max = 30000, .unit = "milliseconds",
 	  .doc = "Wait for one DNS answer this long before the next try." },
-	{ IN_CONFIG("dns", "tries", dns.tries),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "2",
-	  .min = 1,
-	  .max = 10,
-	  .unit = "tries",
-	  .doc = "Times each DNS query is sent before it fails." },
-	{ IN_CONFIG("dns", "max_ttl", dns.max_ttl_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "3600",
-	  .min = 0,
-	  .max = 86400,
-	  .unit = "seconds",
+	{ IN_CONFIG("dns", "tries", dns.tries), .kind = CONFIG_KIND_INT, .def = "2", .min = 1,
+	  .max = 10, .unit = "tries", .doc = "Times each DNS query is sent before it fails." },
+	{ IN_CONFIG("dns", "max_ttl", dns.max_ttl_s), .kind = CONFIG_KIND_INT, .def = "3600",
+	  .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "Cap on how long a positive DNS answer is cached, whatever its TTL." },
-	{ IN_CONFIG("dns", "negative_ttl", dns.negative_ttl_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "300",
-	  .min = 0,
-	  .max = 86400,
-	  .unit = "seconds",
+	{ IN_CONFIG("dns", "negative_ttl", dns.negative_ttl_s), .kind = CONFIG_KIND_INT,
+	  .def = "300", .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "Cap on how long NXDOMAIN and NODATA answers are cached." },
-	{ IN_CONFIG("dns", "servfail_ttl", dns.servfail_ttl_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "30",
-	  .min = 0,
-	  .max = 3600,
-	  .unit = "seconds",
+	{ IN_CONFIG("dns", "servfail_ttl", dns.servfail_ttl_s), .kind = CONFIG_KIND_INT,
+	  .def = "30", .min = 0, .max = 3600, .unit = "seconds",
 	  .doc = "How long a SERVFAIL or timeout is cached, so a dead zone is not hammered." },
-	{ IN_CONFIG("dns", "cache_size", dns.cache_size),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "100000",
-	  .min = 0,
-	  .max = 10000000,
-	  .unit = "entries",
+	{ IN_CONFIG("dns", "cache_size", dns.cache_size), .kind = CONFIG_KIND_INT, .def = "100000",
+	  .min = 0, .max = 10000000, .unit = "entries",
 	  .doc = "DNS answers cached at most; 0 caches none." },
-	{ IN_CONFIG("dns", "on_failure", dns.on_failure),
-	  .kind = CONFIG_KIND_ENUM,
-	  .def = "\"notfound\"",
-	  .values = config_dns_failures,
+	{ IN_CONFIG("dns", "on_failure", dns.on_failure), .kind = CONFIG_KIND_ENUM,
+	  .def = "\"notfound\"", .values = config_dns_failures,
 	  .doc = "Answer when the TXT lookup fails and no policy is cached: notfound lets mail go "
-		 "out, temp defers it (TXT-10)." },
+	         "out, temp defers it (TXT-10)." },
 
-	{ IN_CONFIG("fetch", "timeout", fetch.timeout_ms),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "10000",
-	  .min = 1000,
-	  .max = 60000,
-	  .unit = "milliseconds",
+	{ IN_CONFIG("fetch", "timeout", fetch.timeout_ms), .kind = CONFIG_KIND_INT, .def = "10000",
+	  .min = 1000, .max = 60000, .unit = "milliseconds",
 	  .doc = "Deadline for one policy fetch: connect, TLS, headers and body." },
-	{ IN_CONFIG("fetch", "ca_file", fetch.ca_file),
-	  .kind = CONFIG_KIND_PATH,
-	  .def = "\"\"",
+	{ IN_CONFIG("fetch", "ca_file", fetch.ca_file), .kind = CONFIG_KIND_PATH, .def = "\"\"",
 	  .empty_ok = true,
 	  .doc = "PEM file of CAs that policy servers are verified against; \"\" uses the system "
-		 "store." },
-	{ IN_CONFIG("fetch", "backoff", fetch.backoff_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "300",
-	  .min = 0,
-	  .max = 86400,
-	  .unit = "seconds",
+	         "store." },
+	{ IN_CONFIG("fetch", "backoff", fetch.backoff_s), .kind = CONFIG_KIND_INT, .def = "300",
+	  .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "No new fetch for a (domain, id) this long after one failed; RFC 8461 asks for "
-		 "300 or more (FETCH-5)." },
-	{ IN_CONFIG("fetch", "max_parallel", fetch.max_parallel),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "64",
-	  .min = 1,
-	  .max = 10000,
-	  .unit = "transfers",
+	         "300 or more (FETCH-5)." },
+	{ IN_CONFIG("fetch", "max_parallel", fetch.max_parallel), .kind = CONFIG_KIND_INT,
+	  .def = "64", .min = 1, .max = 10000, .unit = "transfers",
 	  .doc = "Fetches running at once; the rest wait their turn." },
-	{ IN_CONFIG("fetch", "user_agent", fetch.user_agent),
-	  .kind = CONFIG_KIND_TEXT,
+	{ IN_CONFIG("fetch", "user_agent", fetch.user_agent), .kind = CONFIG_KIND_TEXT,
 	  .def = "\"mtastsd/" PACKAGE_VERSION "\"",
 	  .doc = "User-Agent header sent with each fetch." },
 
-	{ IN_CONFIG("cache", "backend", cache.backend),
-	  .kind = CONFIG_KIND_ENUM,
-	  .def = "\"memory\"",
-	  .values = config_cache_backends,
+	{ IN_CONFIG("cache", "backend", cache.backend), .kind = CONFIG_KIND_ENUM,
+	  .def = "\"memory\"", .values = config_cache_backends,
 	  .doc = "Where policies are kept; memory forgets them on restart." },
-	{ IN_CONFIG("cache", "max_entries", cache.max_entries),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "1000000",
-	  .min = 1,
-	  .max = 100000000,
-	  .unit = "entries",
+	{ IN_CONFIG("cache", "max_entries", cache.max_entries), .kind = CONFIG_KIND_INT,
+	  .def = "1000000", .min = 1, .max = 100000000, .unit = "entries",
 	  .doc = "Domains kept at most; the least recently used go first." },
-	{ IN_CONFIG("cache", "recheck_interval", cache.recheck_interval_s),
-	  .kind = CONFIG_KIND_INT,
-	  .def = "300",
-	  .min = 0,
-	  .max = 86400,
-	  .unit = "seconds",
+	{ IN_CONFIG("cache", "recheck_interval", cache.recheck_interval_s), .kind = CONFIG_KIND_INT,
+	  .def = "300", .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "How long a cached policy's TXT id check stays fresh before DNS is asked again "
-		 "(CACHE-8)." },
+	         "(CACHE-8)." },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -347,13 +241,12 @@ struct config_parse {
 };
 
 struct config_kind_ops {
-	const char *type; /* with its article, for messages and the schema dump */
+	const char *type; /* "integer", "string": for messages and the schema dump */
 	/* Checks s (type and value) and stores it in field; reports its own errors. */
 	int (*load)(struct config_parse *p, const struct config_option *o,
-		    const config_setting_t *s, const char *key, void *field);
+	            const config_setting_t *s, const char *key, void *field);
 	/* String kinds: checks v and stores it; -1 with the reason in why. */
-	int (*parse)(const struct config_option *o, const char *v, void *field,
-		     struct strbuf *why);
+	int (*parse)(const struct config_option *o, const char *v, void *field, struct strbuf *why);
 	/* Appends what the option accepts, completing "use ...". */
 	void (*accepted)(const struct config_option *o, struct strbuf *out);
 	void (*release)(void *field);
@@ -364,7 +257,7 @@ static const struct config_kind_ops *config_kind(enum config_kind kind);
 /* ---- messages ---- */
 
 static void config_report(struct config_parse *p, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void
 config_report(struct config_parse *p, const config_setting_t *s, const char *fmt, ...)
@@ -379,7 +272,7 @@ config_report(struct config_parse *p, const config_setting_t *s, const char *fmt
 	if (p->nerrors > CONFIG_ERRORS_MAX) {
 		if (p->nerrors == CONFIG_ERRORS_MAX + 1)
 			strbuf_appendf(p->err, "%s: more errors not shown; fix these first\n",
-				       p->path);
+			               p->path);
 		return;
 	}
 	if (s != NULL) {
@@ -406,10 +299,10 @@ config_report(struct config_parse *p, const config_setting_t *s, const char *fmt
 }
 
 static const char *const config_type_names[] = {
-	[CONFIG_TYPE_NONE] = "nothing",     [CONFIG_TYPE_GROUP] = "a group",
-	[CONFIG_TYPE_INT] = "an integer",   [CONFIG_TYPE_INT64] = "an integer",
-	[CONFIG_TYPE_FLOAT] = "a float",    [CONFIG_TYPE_STRING] = "a string",
-	[CONFIG_TYPE_BOOL] = "a boolean",   [CONFIG_TYPE_ARRAY] = "an array",
+	[CONFIG_TYPE_NONE] = "nothing",   [CONFIG_TYPE_GROUP] = "a group",
+	[CONFIG_TYPE_INT] = "an integer", [CONFIG_TYPE_INT64] = "an integer",
+	[CONFIG_TYPE_FLOAT] = "a float",  [CONFIG_TYPE_STRING] = "a string",
+	[CONFIG_TYPE_BOOL] = "a boolean", [CONFIG_TYPE_ARRAY] = "an array",
 	[CONFIG_TYPE_LIST] = "a list",
 };
 
@@ -474,39 +367,29 @@ config_show_value(struct strbuf *out, const config_setting_t *s)
 	}
 }
 
-static const char *
-config_type_name(const config_setting_t *s)
-{
-	int t = config_setting_type(s);
-
-	if (t < 0 || (size_t)t >= sizeof(config_type_names) / sizeof(config_type_names[0]))
-		return "an unknown type";
-	return config_type_names[t];
-}
-
 /* "KEY: wrong type: VALUE is a string; use an integer: 100..30000 (milliseconds)" */
 static void
 config_wrong_type(struct config_parse *p, const config_setting_t *s, const char *key,
-		  const char *want)
+                  const char *want)
 {
 	struct strbuf v;
 
 	strbuf_init(&v, CONFIG_MSG_MAX);
 	config_show_value(&v, s);
-	config_report(p, s, "%s: wrong type: %s is %s; use %s", key, v.data, config_type_name(s),
-		      want);
+	config_report(p, s, "%s: wrong type: %s is %s; use %s", key, v.data,
+	              config_type_names[config_setting_type(s)], want);
 	strbuf_release(&v);
 }
 
 static void
-config_wrong_kind(struct config_parse *p, const struct config_option *o,
-		  const config_setting_t *s, const char *key)
+config_wrong_kind(struct config_parse *p, const struct config_option *o, const config_setting_t *s,
+                  const char *key)
 {
 	const struct config_kind_ops *k = config_kind(o->kind);
 	struct strbuf want;
 
 	strbuf_init(&want, CONFIG_MSG_MAX);
-	strbuf_appendf(&want, "%s: ", k->type);
+	strbuf_appendf(&want, "%s %s: ", strchr("aeiou", k->type[0]) != NULL ? "an" : "a", k->type);
 	k->accepted(o, &want);
 	config_wrong_type(p, s, key, want.data);
 	strbuf_release(&want);
@@ -576,8 +459,8 @@ config_find_option(const char *section, const char *name)
 static void
 config_option_path(const struct config_option *o, struct strbuf *out)
 {
-	strbuf_appendf(out, "%s%s.%s", o->section, config_find_section(o->section)->list ? "[]" : "",
-		       o->name);
+	strbuf_appendf(out, "%s%s.%s", o->section,
+	               config_find_section(o->section)->list ? "[]" : "", o->name);
 }
 
 /*
@@ -586,7 +469,7 @@ config_option_path(const struct config_option *o, struct strbuf *out)
  */
 static void
 config_unknown_key(struct config_parse *p, const config_setting_t *s, const char *section,
-		   const char *where)
+                   const char *where)
 {
 	const char *typed = config_setting_name(s);
 	struct strbuf known, guess;
@@ -604,7 +487,7 @@ config_unknown_key(struct config_parse *p, const config_setting_t *s, const char
 			if (strcmp(config_options[i].section, section) != 0)
 				continue;
 			strbuf_appendf(&known, "%s%s", known.len > 0 ? ", " : "",
-				       config_options[i].name);
+			               config_options[i].name);
 			if (guess.len == 0 && config_close(typed, config_options[i].name))
 				strbuf_appendf(&guess, "\"%s\"", config_options[i].name);
 		}
@@ -614,8 +497,8 @@ config_unknown_key(struct config_parse *p, const config_setting_t *s, const char
 			config_option_path(&config_options[i], &guess);
 	}
 	config_report(p, s, "unknown key \"%s\" in %s; known keys: %s%s%s%s", typed, where,
-		      known.data, guess.len > 0 ? "; did you mean " : "",
-		      guess.len > 0 ? guess.data : "", guess.len > 0 ? "?" : "");
+	              known.data, guess.len > 0 ? "; did you mean " : "",
+	              guess.len > 0 ? guess.data : "", guess.len > 0 ? "?" : "");
 	strbuf_release(&known);
 	strbuf_release(&guess);
 }
@@ -630,6 +513,16 @@ config_store_string(void *field, const char *v)
 	memcpy(field, &copy, sizeof(copy));
 }
 
+/* Control characters in names and paths would break log lines and confuse the admin. */
+static bool
+config_has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static void
 config_release_string(void *field)
 {
@@ -639,54 +532,61 @@ config_release_string(void *field)
 	free((char *)s);
 }
 
+/* Finds "NAME = literal" or "NAME: literal" in line whose low 32 bits are expect. */
+static bool
+config_int_in_line(const char *line, const char *name, int expect, long long *value, char *text,
+                   size_t textlen)
+{
+	size_t namelen = strlen(name);
+
+	for (const char *at = strstr(line, name); at != NULL; at = strstr(at + 1, name)) {
+		const char *q = at + namelen;
+		char *end;
+		long long v;
+
+		/* Part of a longer name, as timeout is of lookup_timeout. */
+		if (at > line && (isalnum((unsigned char)at[-1]) || strchr("_-*", at[-1]) != NULL))
+			continue;
+		q += strspn(q, " \t");
+		if (*q != '=' && *q != ':')
+			continue;
+		q += 1 + strspn(q + 1, " \t");
+		/* Past 64 bits strtoll saturates, which every range check still rejects. */
+		v = strtoll(q, &end,
+		            strncasecmp(q + (*q == '-' || *q == '+'), "0x", 2) == 0 ? 16 : 10);
+		if (end == q || (uint32_t)v != (uint32_t)expect)
+			continue;
+		*value = v;
+		snprintf(text, textlen, "%.*s", (int)(end - q), q);
+		return true;
+	}
+	return false;
+}
+
 /*
  * libconfig 1.5 reads an integer literal that does not fit 32 bits (and has no L suffix)
  * through atoi(), keeping the low 32 bits, so 4294967396 arrives as 100 and would pass a range
  * check. This reads the literal back from s's source line; false (keep libconfig's value) when
- * the line cannot be read or holds no "NAME = literal" whose low 32 bits match.
+ * the line cannot be read or holds no literal for s.
  */
 static bool
 config_int_literal(const config_setting_t *s, long long *value, char *text, size_t textlen)
 {
 	const char *file = config_setting_source_file(s);
-	const char *name = config_setting_name(s);
 	unsigned want = config_setting_source_line(s), n = 1;
 	char line[CONFIG_LINE_MAX];
 	bool found = false;
-	size_t namelen;
 	FILE *fp;
 
-	if (file == NULL || name == NULL || want == 0 || (fp = fopen(file, "r")) == NULL)
+	if (file == NULL || want == 0 || (fp = fopen(file, "r")) == NULL)
 		return false;
-	namelen = strlen(name);
-	while (n <= want && fgets(line, sizeof(line), fp) != NULL) {
+	while (fgets(line, sizeof(line), fp) != NULL) {
 		if (n == want) {
-			for (char *at = strstr(line, name); at != NULL && !found;
-			     at = strstr(at + 1, name)) {
-				char *q = at + namelen, *end;
-				long long v;
-
-				if ((at > line && (isalnum((unsigned char)at[-1]) ||
-						   strchr("_-*", at[-1]) != NULL)))
-					continue;
-				q += strspn(q, " \t");
-				if (*q != '=' && *q != ':')
-					continue;
-				q++;
-				q += strspn(q, " \t");
-				errno = 0;
-				v = strtoll(q, &end,
-					    strncasecmp(q + (*q == '-' || *q == '+'), "0x", 2) == 0
-						    ? 16
-						    : 10);
-				if (end == q ||
-				    (uint32_t)v != (uint32_t)config_setting_get_int(s))
-					continue;
-				*value = v;
-				snprintf(text, textlen, "%.*s", (int)(end - q), q);
-				found = true;
-			}
+			found = config_int_in_line(line, config_setting_name(s),
+			                           config_setting_get_int(s), value, text, textlen);
+			break;
 		}
+		/* A line longer than the buffer comes in pieces; count only real ends. */
 		if (strchr(line, '\n') != NULL)
 			n++;
 	}
@@ -696,7 +596,7 @@ config_int_literal(const config_setting_t *s, long long *value, char *text, size
 
 static int
 config_load_int(struct config_parse *p, const struct config_option *o, const config_setting_t *s,
-		const char *key, void *field)
+                const char *key, void *field)
 {
 	char text[32];
 	long long v;
@@ -714,8 +614,8 @@ config_load_int(struct config_parse *p, const struct config_option *o, const con
 		return -1;
 	}
 	if (v < o->min || v > o->max) {
-		config_report(p, s, "%s: %s is out of range; use %lld..%lld (%s)", key, text, o->min,
-			      o->max, o->unit);
+		config_report(p, s, "%s: %s is out of range; use %lld..%lld (%s)", key, text,
+		              o->min, o->max, o->unit);
 		return -1;
 	}
 	u = (unsigned)v;
@@ -731,7 +631,7 @@ config_accepted_int(const struct config_option *o, struct strbuf *out)
 
 static int
 config_load_bool(struct config_parse *p, const struct config_option *o, const config_setting_t *s,
-		 const char *key, void *field)
+                 const char *key, void *field)
 {
 	bool b;
 
@@ -750,13 +650,30 @@ config_accepted_bool(const struct config_option *o, struct strbuf *out)
 	strbuf_appends(out, "true or false");
 }
 
+/* "KEY: "VALUE" is not accepted: WHY; use ACCEPTED", for a string that failed its checks. */
+static void
+config_not_accepted(struct config_parse *p, const struct config_option *o,
+                    const config_setting_t *s, const char *key, const struct strbuf *why)
+{
+	struct strbuf msg;
+
+	strbuf_init(&msg, CONFIG_MSG_MAX);
+	config_show_string(&msg, config_setting_get_string(s));
+	strbuf_appends(&msg, " is not accepted");
+	if (why->len > 0)
+		strbuf_appendf(&msg, ": %s", why->data);
+	strbuf_appends(&msg, "; use ");
+	config_kind(o->kind)->accepted(o, &msg);
+	config_report(p, s, "%s: %s", key, msg.data);
+	strbuf_release(&msg);
+}
+
 /* Shared by every kind written as one string: type check, then the kind's parse. */
 static int
-config_load_string(struct config_parse *p, const struct config_option *o,
-		   const config_setting_t *s, const char *key, void *field)
+config_load_string(struct config_parse *p, const struct config_option *o, const config_setting_t *s,
+                   const char *key, void *field)
 {
-	const struct config_kind_ops *k = config_kind(o->kind);
-	struct strbuf why, v;
+	struct strbuf why;
 	int rc;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
@@ -764,18 +681,9 @@ config_load_string(struct config_parse *p, const struct config_option *o,
 		return -1;
 	}
 	strbuf_init(&why, CONFIG_MSG_MAX);
-	rc = k->parse(o, config_setting_get_string(s), field, &why);
-	if (rc == -1) {
-		strbuf_init(&v, CONFIG_MSG_MAX);
-		config_show_string(&v, config_setting_get_string(s));
-		strbuf_appends(&v, " is not accepted");
-		if (why.len > 0)
-			strbuf_appendf(&v, ": %s", why.data);
-		strbuf_appends(&v, "; use ");
-		k->accepted(o, &v);
-		config_report(p, s, "%s: %s", key, v.data);
-		strbuf_release(&v);
-	}
+	rc = config_kind(o->kind)->parse(o, config_setting_get_string(s), field, &why);
+	if (rc == -1)
+		config_not_accepted(p, o, s, key, &why);
 	strbuf_release(&why);
 	return rc;
 }
@@ -800,7 +708,7 @@ config_accepted_enum(const struct config_option *o, struct strbuf *out)
 		strbuf_appendf(out, "%s\"%s\"", i > 0 ? ", " : "", o->values[i]);
 }
 
-/* Space and control characters would break log lines and getpwnam(3) alike. */
+/* No user or group name holds a space; one here is a typo or a missing quote. */
 static int
 config_parse_name(const struct config_option *o, const char *v, void *field, struct strbuf *why)
 {
@@ -810,11 +718,9 @@ config_parse_name(const struct config_option *o, const char *v, void *field, str
 		strbuf_appendf(why, "longer than %d bytes", CONFIG_TEXT_MAX);
 		return -1;
 	}
-	for (const char *c = v; *c != '\0'; c++) {
-		if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
-			strbuf_appends(why, "it holds a space or control character");
-			return -1;
-		}
+	if (config_has_control(v) || strchr(v, ' ') != NULL) {
+		strbuf_appends(why, "it holds a space or control character");
+		return -1;
 	}
 	config_store_string(field, v);
 	return 0;
@@ -841,11 +747,9 @@ config_parse_path(const struct config_option *o, const char *v, void *field, str
 		strbuf_appendf(why, "longer than %d bytes", PATH_MAX - 1);
 		return -1;
 	}
-	for (const char *c = v; *c != '\0'; c++) {
-		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-			strbuf_appends(why, "it holds a control character");
-			return -1;
-		}
+	if (config_has_control(v)) {
+		strbuf_appends(why, "it holds a control character");
+		return -1;
 	}
 	config_store_string(field, v);
 	return 0;
@@ -882,8 +786,7 @@ config_accepted_text(const struct config_option *o, struct strbuf *out)
 }
 
 static int
-config_parse_map_name(const struct config_option *o, const char *v, void *field,
-		      struct strbuf *why)
+config_parse_map_name(const struct config_option *o, const char *v, void *field, struct strbuf *why)
 {
 	size_t len = strlen(v);
 
@@ -900,7 +803,7 @@ static void
 config_accepted_map_name(const struct config_option *o, struct strbuf *out)
 {
 	strbuf_appendf(out, "1..%d of the characters A-Z a-z 0-9 _ . -%s", CONFIG_MAP_NAME_MAX,
-		       o->empty_ok ? ", or \"\"" : "");
+	               o->empty_ok ? ", or \"\"" : "");
 }
 
 /* The owner must keep read and write, or the daemon could not use its own socket. */
@@ -1004,7 +907,7 @@ config_parse_inet(const char *v, unsigned def_port, struct config_address *a, st
 	host[hostlen] = '\0';
 	if (inet_pton(af, host, bin) != 1) {
 		strbuf_appendf(why, "\"%s\" is not a numeric %s address", host,
-			       af == AF_INET ? "IPv4" : "IPv6");
+		               af == AF_INET ? "IPv4" : "IPv6");
 		return -1;
 	}
 	if (port == NULL && def_port == 0) {
@@ -1018,13 +921,12 @@ config_parse_inet(const char *v, unsigned def_port, struct config_address *a, st
 	a->family = af == AF_INET ? CONFIG_FAMILY_INET : CONFIG_FAMILY_INET6;
 	a->host = xstrdup(canon);
 	a->text = af == AF_INET ? xasprintf("%s:%u", canon, a->port)
-				: xasprintf("[%s]:%u", canon, a->port);
+	                        : xasprintf("[%s]:%u", canon, a->port);
 	return 0;
 }
 
 static int
-config_parse_address(const struct config_option *o, const char *v, void *field,
-		     struct strbuf *why)
+config_parse_address(const struct config_option *o, const char *v, void *field, struct strbuf *why)
 {
 	struct config_address *a = field;
 	const char *path;
@@ -1039,14 +941,12 @@ config_parse_address(const struct config_option *o, const char *v, void *field,
 	/* Longer paths do not fit struct sockaddr_un; bind(2) would fail at start. */
 	if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
 		strbuf_appendf(why, "the socket path is longer than %zu bytes",
-			       sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+		               sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
 		return -1;
 	}
-	for (const char *c = path; *c != '\0'; c++) {
-		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-			strbuf_appends(why, "the socket path holds a control character");
-			return -1;
-		}
+	if (config_has_control(path)) {
+		strbuf_appends(why, "the socket path holds a control character");
+		return -1;
 	}
 	a->family = CONFIG_FAMILY_UNIX;
 	a->text = xstrdup(v);
@@ -1062,7 +962,7 @@ config_accepted_address(const struct config_option *o, struct strbuf *out)
 
 static int
 config_load_servers(struct config_parse *p, const struct config_option *o,
-		    const config_setting_t *s, const char *key, void *field)
+                    const config_setting_t *s, const char *key, void *field)
 {
 	struct config_servers *sv = field;
 	struct config_address *list;
@@ -1070,14 +970,15 @@ config_load_servers(struct config_parse *p, const struct config_option *o,
 	unsigned n;
 	int rc = 0;
 
-	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST) {
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
 		config_wrong_kind(p, o, s, key);
 		return -1;
 	}
 	n = (unsigned)config_setting_length(s);
 	if (n > CONFIG_DNS_SERVERS_MAX) {
 		config_report(p, s, "%s: %u servers is too many; use at most %d", key, n,
-			      CONFIG_DNS_SERVERS_MAX);
+		              CONFIG_DNS_SERVERS_MAX);
 		return -1;
 	}
 	list = xcalloc(n, sizeof(*list));
@@ -1091,18 +992,12 @@ config_load_servers(struct config_parse *p, const struct config_option *o,
 
 		strbuf_reset(&why);
 		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			config_wrong_kind(p, o, e, ekey);
+			config_wrong_type(p, e, ekey,
+			                  "a string: \"IP\", \"IPv4:port\" or \"[IPv6]:port\"");
 			rc = -1;
 		} else if (config_parse_inet(config_setting_get_string(e), CONFIG_DNS_PORT,
-					     &list[i], &why) == -1) {
-			struct strbuf v;
-
-			strbuf_init(&v, CONFIG_MSG_MAX);
-			config_show_string(&v, config_setting_get_string(e));
-			strbuf_appends(&why, "; use ");
-			config_kind(o->kind)->accepted(o, &why);
-			config_report(p, e, "%s: %s is not accepted: %s", ekey, v.data, why.data);
-			strbuf_release(&v);
+		                             &list[i], &why) == -1) {
+			config_not_accepted(p, o, e, ekey, &why);
 			rc = -1;
 		} else {
 			strbuf_appendf(&csv, "%s%s", i > 0 ? "," : "", list[i].text);
@@ -1118,9 +1013,9 @@ config_load_servers(struct config_parse *p, const struct config_option *o,
 static void
 config_accepted_servers(const struct config_option *o, struct strbuf *out)
 {
-	strbuf_appendf(out,
-		       "up to %d of \"IP\", \"IPv4:port\", \"[IPv6]:port\"; [] for /etc/resolv.conf",
-		       CONFIG_DNS_SERVERS_MAX);
+	strbuf_appendf(
+	        out, "up to %d of \"IP\", \"IPv4:port\", \"[IPv6]:port\"; [] for /etc/resolv.conf",
+	        CONFIG_DNS_SERVERS_MAX);
 }
 
 static void
@@ -1135,24 +1030,24 @@ config_release_servers(void *field)
 }
 
 static const struct config_kind_ops config_kinds[] = {
-	[CONFIG_KIND_INT] = { "an integer", config_load_int, NULL, config_accepted_int, NULL },
-	[CONFIG_KIND_BOOL] = { "a boolean", config_load_bool, NULL, config_accepted_bool, NULL },
-	[CONFIG_KIND_ENUM] = { "a string", config_load_string, config_parse_enum,
-			       config_accepted_enum, NULL },
-	[CONFIG_KIND_NAME] = { "a string", config_load_string, config_parse_name,
-			       config_accepted_name, config_release_string },
-	[CONFIG_KIND_PATH] = { "a string", config_load_string, config_parse_path,
-			       config_accepted_path, config_release_string },
-	[CONFIG_KIND_TEXT] = { "a string", config_load_string, config_parse_text,
-			       config_accepted_text, config_release_string },
-	[CONFIG_KIND_MAP_NAME] = { "a string", config_load_string, config_parse_map_name,
-				   config_accepted_map_name, config_release_string },
-	[CONFIG_KIND_MODE] = { "a string", config_load_string, config_parse_mode,
-			       config_accepted_mode, NULL },
-	[CONFIG_KIND_ADDRESS] = { "a string", config_load_string, config_parse_address,
-				  config_accepted_address, config_release_address },
-	[CONFIG_KIND_SERVERS] = { "an array of strings", config_load_servers, NULL,
-				  config_accepted_servers, config_release_servers },
+	[CONFIG_KIND_INT] = { "integer", config_load_int, NULL, config_accepted_int, NULL },
+	[CONFIG_KIND_BOOL] = { "boolean", config_load_bool, NULL, config_accepted_bool, NULL },
+	[CONFIG_KIND_ENUM] = { "string", config_load_string, config_parse_enum,
+	                       config_accepted_enum, NULL },
+	[CONFIG_KIND_NAME] = { "string", config_load_string, config_parse_name,
+	                       config_accepted_name, config_release_string },
+	[CONFIG_KIND_PATH] = { "string", config_load_string, config_parse_path,
+	                       config_accepted_path, config_release_string },
+	[CONFIG_KIND_TEXT] = { "string", config_load_string, config_parse_text,
+	                       config_accepted_text, config_release_string },
+	[CONFIG_KIND_MAP_NAME] = { "string", config_load_string, config_parse_map_name,
+	                           config_accepted_map_name, config_release_string },
+	[CONFIG_KIND_MODE] = { "string", config_load_string, config_parse_mode,
+	                       config_accepted_mode, NULL },
+	[CONFIG_KIND_ADDRESS] = { "string", config_load_string, config_parse_address,
+	                          config_accepted_address, config_release_address },
+	[CONFIG_KIND_SERVERS] = { "array of strings", config_load_servers, NULL,
+	                          config_accepted_servers, config_release_servers },
 };
 
 static const struct config_kind_ops *
@@ -1178,8 +1073,8 @@ config_parse_default(config_t *cf, const char *text)
 }
 
 static void
-config_load_option(struct config_parse *p, const struct config_option *o,
-		   const config_setting_t *s, const char *key, void *field)
+config_load_option(struct config_parse *p, const struct config_option *o, const config_setting_t *s,
+                   const char *key, void *field)
 {
 	config_t def;
 	const config_setting_t *v;
@@ -1199,7 +1094,7 @@ config_load_option(struct config_parse *p, const struct config_option *o,
 /* Loads group (NULL when absent: every default) into base, the section's struct. */
 static void
 config_walk_group(struct config_parse *p, const struct config_section *sec,
-		  const config_setting_t *group, const char *where, char *base)
+                  const config_setting_t *group, const char *where, char *base)
 {
 	if (group != NULL) {
 		for (int i = 0; i < config_setting_length(group); i++) {
@@ -1224,7 +1119,7 @@ config_walk_group(struct config_parse *p, const struct config_section *sec,
 			strbuf_init(&want, CONFIG_MSG_MAX);
 			config_kind(o->kind)->accepted(o, &want);
 			config_report(p, group, "%s: required key %s is missing; set it to %s",
-				      where, o->name, want.data);
+			              where, o->name, want.data);
 			strbuf_release(&want);
 		} else {
 			config_load_option(p, o, m, key, base + o->offset);
@@ -1245,7 +1140,7 @@ config_walk_list(struct config_parse *p, size_t si, const config_setting_t *list
 		p->has_list_default[si] = true;
 		if (list == NULL) {
 			config_report(p, NULL, "%s: the built-in default %s does not parse",
-				      sec->name, sec->def);
+			              sec->name, sec->def);
 			return;
 		}
 	}
@@ -1260,13 +1155,14 @@ config_walk_list(struct config_parse *p, size_t si, const config_setting_t *list
 	}
 	n = (size_t)config_setting_length(list);
 	if (n < sec->min) {
-		config_report(p, list, "%s: the list is empty; add at least one group, such as %s = %s;",
-			      sec->name, sec->name, sec->def);
+		config_report(p, list,
+		              "%s: the list is empty; add at least one group, such as %s = %s;",
+		              sec->name, sec->name, sec->def);
 		return;
 	}
 	if (n > sec->max) {
 		config_report(p, list, "%s: %zu groups is too many; use at most %u", sec->name, n,
-			      sec->max);
+		              sec->max);
 		return;
 	}
 	arr = xcalloc(n, sec->elem_size);
@@ -1337,13 +1233,15 @@ config_check_maps(struct config_parse *p)
 
 	for (size_t i = 0; i < cfg->nmaps; i++) {
 		for (size_t j = 0; j < i && cfg->maps[i].name != NULL; j++) {
-			if (cfg->maps[j].name == NULL || strcmp(cfg->maps[i].name, cfg->maps[j].name) != 0)
+			if (cfg->maps[j].name == NULL ||
+			    strcmp(cfg->maps[i].name, cfg->maps[j].name) != 0)
 				continue;
-			config_report(p, config_elem_member(p, si, i, "name"),
-				      "maps[%zu].name: \"%s\" is already the name of maps[%zu] (line "
-				      "%u); give each map its own name",
-				      i, cfg->maps[i].name, j,
-				      config_setting_source_line(config_elem_member(p, si, j, "name")));
+			config_report(
+			        p, config_elem_member(p, si, i, "name"),
+			        "maps[%zu].name: \"%s\" is already the name of maps[%zu] (line "
+			        "%u); give each map its own name",
+			        i, cfg->maps[i].name, j,
+			        config_setting_source_line(config_elem_member(p, si, j, "name")));
 			break;
 		}
 	}
@@ -1374,10 +1272,11 @@ config_check_listener_map(struct config_parse *p, size_t si, size_t i)
 		return;
 	if (l->protocol == CONFIG_PROTOCOL_SOCKETMAP) {
 		if (config_setting_get_member(p->elems[si][i], "map") != NULL)
-			config_report(p, config_elem_member(p, si, i, "map"),
-				      "listen[%zu].map: a socketmap listener takes the map name from "
-				      "each request; remove map, or use protocol = \"tcp_table\"",
-				      i);
+			config_report(
+			        p, config_elem_member(p, si, i, "map"),
+			        "listen[%zu].map: a socketmap listener takes the map name from "
+			        "each request; remove map, or use protocol = \"tcp_table\"",
+			        i);
 		return;
 	}
 	strbuf_init(&known, CONFIG_MSG_MAX);
@@ -1395,16 +1294,16 @@ config_check_listener_map(struct config_parse *p, size_t si, size_t i)
 	}
 	if (l->map[0] == '\0')
 		config_report(p, p->elems[si][i],
-			      "listen[%zu]: a tcp_table listener needs map = \"NAME\" (tcp_table "
-			      "requests carry no map name); use one of the maps: %s",
-			      i, known.data != NULL ? known.data : "(none)");
+		              "listen[%zu]: a tcp_table listener needs map = \"NAME\" (tcp_table "
+		              "requests carry no map name); use one of the maps: %s",
+		              i, known.data != NULL ? known.data : "(none)");
 	else
 		config_report(p, config_elem_member(p, si, i, "map"),
-			      "listen[%zu].map: \"%s\" is not the name of a map; use one of the "
-			      "maps: %s%s%s%s",
-			      i, l->map, known.data != NULL ? known.data : "(none)",
-			      guess != NULL ? "; did you mean \"" : "", guess != NULL ? guess : "",
-			      guess != NULL ? "\"?" : "");
+		              "listen[%zu].map: \"%s\" is not the name of a map; use one of the "
+		              "maps: %s%s%s%s",
+		              i, l->map, known.data != NULL ? known.data : "(none)",
+		              guess != NULL ? "; did you mean \"" : "", guess != NULL ? guess : "",
+		              guess != NULL ? "\"?" : "");
 	strbuf_release(&known);
 }
 
@@ -1417,31 +1316,38 @@ config_check_listeners(struct config_parse *p)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct config_address *a = &cfg->listeners[i].address;
 
-		if (p->elems[si][i] == NULL || config_setting_type(p->elems[si][i]) != CONFIG_TYPE_GROUP)
+		if (config_setting_type(p->elems[si][i]) != CONFIG_TYPE_GROUP)
 			continue;
 		config_check_listener_map(p, si, i);
 		if (a->text == NULL)
 			continue;
 		if (a->family != CONFIG_FAMILY_UNIX &&
 		    config_setting_get_member(p->elems[si][i], "mode") != NULL)
-			config_report(p, config_elem_member(p, si, i, "mode"),
-				      "listen[%zu].mode: mode applies only to unix: addresses; remove "
-				      "it for \"%s\"",
-				      i, a->text);
+			config_report(
+			        p, config_elem_member(p, si, i, "mode"),
+			        "listen[%zu].mode: mode applies only to unix: addresses; remove "
+			        "it for \"%s\"",
+			        i, a->text);
 		for (size_t j = 0; j < i; j++) {
 			const struct config_address *b = &cfg->listeners[j].address;
+			unsigned line;
 
 			if (b->text == NULL || !config_same_socket(a, b))
 				continue;
-			config_report(p, config_elem_member(p, si, i, "address"),
-				      "listen[%zu].address: \"%s\" %s listen[%zu] \"%s\" (line %u); "
-				      "give each listener its own address",
-				      i, a->text,
-				      strcmp(a->text, b->text) == 0 ? "is already the address of"
-								    : "overlaps the wildcard of",
-				      j, b->text,
-				      config_setting_source_line(
-					      config_elem_member(p, si, j, "address")));
+			line = config_setting_source_line(config_elem_member(p, si, j, "address"));
+			if (strcmp(a->text, b->text) == 0)
+				config_report(
+				        p, config_elem_member(p, si, i, "address"),
+				        "listen[%zu].address: \"%s\" is already the address of "
+				        "listen[%zu] (line %u); give each listener its own address",
+				        i, a->text, j, line);
+			else
+				config_report(
+				        p, config_elem_member(p, si, i, "address"),
+				        "listen[%zu].address: \"%s\" overlaps the wildcard address "
+				        "\"%s\" of listen[%zu] (line %u); give each listener its "
+				        "own port",
+				        i, a->text, b->text, j, line);
 			break;
 		}
 	}
@@ -1497,12 +1403,14 @@ config_load(const char *path, struct strbuf *err)
 
 		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
 			strbuf_appendf(err, "%s: cannot read: %s\n", file != NULL ? file : path,
-				       config_error_text(&cf));
+			               config_error_text(&cf));
 		else
-			strbuf_appendf(err, "%s:%d: %s (libconfig syntax: name = value; group: { ... "
-					    "}; list = ( ... ); array = [ ... ];)\n",
-				       file != NULL ? file : path, config_error_line(&cf),
-				       config_error_text(&cf));
+			strbuf_appendf(
+			        err,
+			        "%s:%d: %s (libconfig; the mistake may be on this line or just "
+			        "before it)\n",
+			        file != NULL ? file : path, config_error_line(&cf),
+			        config_error_text(&cf));
 		config_destroy(&cf);
 		return NULL;
 	}
@@ -1605,10 +1513,10 @@ config_dump_schema(FILE *out)
 		const struct config_section *sec = &config_sections[si];
 
 		if (sec->list)
-			fprintf(out, "%s\ta list of groups\t%s\t%u..%u groups\t%s\n", sec->name,
-				sec->def, sec->min, sec->max, sec->doc);
+			fprintf(out, "%s\tlist of groups\t%s\t%u..%u groups\t%s\n", sec->name,
+			        sec->def, sec->min, sec->max, sec->doc);
 		else
-			fprintf(out, "%s\ta group\t-\t-\t%s\n", sec->name, sec->doc);
+			fprintf(out, "%s\tgroup\t-\t-\t%s\n", sec->name, sec->doc);
 		for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
 			const struct config_option *o = &config_options[i];
 
@@ -1617,7 +1525,7 @@ config_dump_schema(FILE *out)
 			strbuf_reset(&sb);
 			config_option_path(o, &sb);
 			strbuf_appendf(&sb, "\t%s\t%s\t", config_kind(o->kind)->type,
-				       o->def != NULL ? o->def : "(required)");
+			               o->def != NULL ? o->def : "(required)");
 			config_kind(o->kind)->accepted(o, &sb);
 			fprintf(out, "%s\t%s\n", sb.data, o->doc);
 		}

@@ -113,6 +113,16 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 		kind = answer_render_none(ans->domain, ans->failure, &map->opts, &lk->out);
 		break;
 	}
+	if (kind == ANSWER_TOO_LONG) {
+		static const char msg[] = "policy too long for a Postfix reply";
+
+		/* NOTFOUND would silently drop an enforce policy; TEMP keeps mail waiting. */
+		lk->stats.temp++;
+		log_warnx("lookup domain=%s map=%s result=temp reason=\"%s\" mx_patterns=%u",
+			  ans->domain, map->name, msg, ans->policy->nmx);
+		conn_reply(req, CONN_REPLY_TEMP, msg, sizeof(msg) - 1);
+		return;
+	}
 	if (kind == ANSWER_OK) {
 		lk->stats.secure++;
 		conn_reply(req, CONN_REPLY_OK, lk->out.data, lk->out.len);

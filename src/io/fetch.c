@@ -27,11 +27,11 @@
 
 /* A zeroed fetch_opts must not mean "no deadline" (curl's meaning of 0) or "never start". */
 #define FETCH_DEFAULT_TIMEOUT_MS 10000U
-#define FETCH_DEFAULT_AGENT	 "mtastsd/" PACKAGE_VERSION
+#define FETCH_DEFAULT_AGENT      "mtastsd/" PACKAGE_VERSION
 
 /* Hard caps on caller input, checked before anything is built from it. */
-#define FETCH_HOST_MAX	253
-#define FETCH_PATH_MAX	1024
+#define FETCH_HOST_MAX  253
+#define FETCH_PATH_MAX  1024
 #define FETCH_ADDRS_MAX 16 /* further addresses are ignored: the first ones are tried first */
 
 /*
@@ -48,7 +48,7 @@ enum fetch_req_state {
 	FETCH_REQ_QUEUED,  /* easy handle built, waiting for a slot (max_parallel) */
 	FETCH_REQ_RUNNING, /* in the multi handle */
 	FETCH_REQ_FAILED,  /* failed before curl ran; the callback waits for the next loop turn */
-	FETCH_REQ_DONE,	   /* callback running: cancel is a no-op from here on */
+	FETCH_REQ_DONE,    /* callback running: cancel is a no-op from here on */
 };
 
 struct fetch_req {
@@ -63,7 +63,7 @@ struct fetch_req {
 	char *url;
 	struct curl_slist *resolve;
 	CURL *easy;
-	CURLSH *share;	       /* this request's private DNS cache (see fetch_req_build) */
+	CURLSH *share;          /* this request's private DNS cache (see fetch_req_build) */
 	struct event *defer_ev; /* FAILED only */
 	enum fetch_status fail_status;
 
@@ -165,10 +165,8 @@ static void
 fetch_req_set_state(struct fetch_req *req, enum fetch_req_state st)
 {
 	static const char *const names[] = {
-		[FETCH_REQ_NEW] = "new",
-		[FETCH_REQ_QUEUED] = "queued",
-		[FETCH_REQ_RUNNING] = "running",
-		[FETCH_REQ_FAILED] = "failed",
+		[FETCH_REQ_NEW] = "new",         [FETCH_REQ_QUEUED] = "queued",
+		[FETCH_REQ_RUNNING] = "running", [FETCH_REQ_FAILED] = "failed",
 		[FETCH_REQ_DONE] = "done",
 	};
 
@@ -177,7 +175,7 @@ fetch_req_set_state(struct fetch_req *req, enum fetch_req_state st)
 	assert(!(req->state == FETCH_REQ_RUNNING && st == FETCH_REQ_FAILED));
 	if (log_debug_enabled())
 		log_debug("fetch req=%p host=%s state=%s->%s", (void *)req, req->host,
-			  names[req->state], names[st]);
+		          names[req->state], names[st]);
 	req->state = st;
 }
 
@@ -238,8 +236,8 @@ fetch_req_deliver(struct fetch_req *req, const struct fetch_result *res)
 	fetch_req_set_state(req, FETCH_REQ_DONE);
 	if (log_debug_enabled())
 		log_debug("fetch host=%s addr=%s status=%s http=%ld ms=%u reason=\"%s\"", req->host,
-			  res->remote_addr, fetch_status_str(res->status), res->http_status,
-			  res->elapsed_ms, res->error);
+		          res->remote_addr, fetch_status_str(res->status), res->http_status,
+		          res->elapsed_ms, res->error);
 	f->busy++;
 	req->cb(req->arg, res);
 	f->busy--;
@@ -304,7 +302,7 @@ fetch_on_header(char *buf, size_t size, size_t nitems, void *arg)
 	if (n > req->body.max) {
 		req->too_large = true;
 		snprintf(req->detail, sizeof(req->detail), "Content-Length over %zu bytes",
-			 req->body.max);
+		         req->body.max);
 		return 0; /* curl aborts with CURLE_WRITE_ERROR */
 	}
 	return len;
@@ -386,7 +384,7 @@ fetch_on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
 	X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
 
 	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-						       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	                                               X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (X509_VERIFY_PARAM_set1_host(param, req->host, 0) != 1)
 		return CURLE_SSL_CONNECT_ERROR;
 	SSL_CTX_set_cert_verify_callback(ctx, fetch_on_verify, req);
@@ -477,7 +475,7 @@ fetch_on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct fetch *f = arg;
 	int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
-		     ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+	             ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	int running;
 
 	curl_multi_socket_action(f->multi, fd, action, &running);
@@ -587,7 +585,7 @@ fetch_host_valid(const char *host)
 				return false;
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '-' || c == '_') {
+		           (c >= '0' && c <= '9') || c == '-' || c == '_') {
 			if (++label > 63)
 				return false;
 		} else {
@@ -613,7 +611,7 @@ fetch_path_valid(const char *path)
 /* "host:port:addr1,[v6addr],..." for CURLOPT_RESOLVE; -1 if an address is not numeric. */
 static int
 fetch_resolve_entry(struct strbuf *sb, const char *host, unsigned port, const char *const *addrs,
-		    size_t naddrs)
+                    size_t naddrs)
 {
 	unsigned char bin[sizeof(struct in6_addr)];
 
@@ -653,7 +651,7 @@ static const struct {
 /* Returns NULL on success, else what went wrong. */
 static const char *
 fetch_req_build(struct fetch_req *req, unsigned port, const char *path, const char *const *addrs,
-		size_t naddrs)
+                size_t naddrs)
 {
 	struct fetch *f = req->f;
 	struct strbuf sb;
@@ -713,14 +711,14 @@ fetch_req_build(struct fetch_req *req, unsigned port, const char *path, const ch
 	if (curl_easy_setopt(req->easy, CURLOPT_SSL_CTX_FUNCTION, fetch_on_ssl_ctx) != CURLE_OK)
 		why = "libcurl is not built with OpenSSL";
 	else if (f->ca_file != NULL &&
-		 curl_easy_setopt(req->easy, CURLOPT_CAINFO, f->ca_file) != CURLE_OK)
+	         curl_easy_setopt(req->easy, CURLOPT_CAINFO, f->ca_file) != CURLE_OK)
 		why = "cannot set CA file";
 	return why;
 }
 
 struct fetch_req *
 fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
-	    const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
+            const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
 {
 	struct fetch_req *req = xcalloc(1, sizeof(*req));
 	const char *why;

@@ -16,10 +16,10 @@ struct answer_opts {
 
 /* Why there is no policy to apply, for the TLSRPT policy_failure attribute. */
 enum answer_failure {
-	ANSWER_FAILURE_NONE = 0,   /* no MTA-STS at all: no TXT candidate */
-	ANSWER_FAILURE_FETCH,      /* sts-policy-fetch-error */
-	ANSWER_FAILURE_INVALID,    /* sts-policy-invalid */
-	ANSWER_FAILURE_WEBPKI,     /* sts-webpki-invalid */
+	ANSWER_FAILURE_NONE = 0, /* no MTA-STS at all: no TXT candidate */
+	ANSWER_FAILURE_FETCH,    /* sts-policy-fetch-error */
+	ANSWER_FAILURE_INVALID,  /* sts-policy-invalid */
+	ANSWER_FAILURE_WEBPKI,   /* sts-webpki-invalid */
 };
 
 enum answer_kind {
@@ -43,7 +43,7 @@ enum answer_kind {
  * whole TLSRPT set, so the enforce answer itself is never lost to them.
  */
 enum answer_kind answer_render(const struct policy *p, const char *domain, const char *text,
-			       size_t text_len, const struct answer_opts *opts, struct strbuf *out);
+                               size_t text_len, const struct answer_opts *opts, struct strbuf *out);
 
 /*
  * The answer when no policy applies: always ANSWER_NOTFOUND with out empty, whatever
@@ -56,6 +56,6 @@ enum answer_kind answer_render(const struct policy *p, const char *domain, const
  * the interface for logging by callers and a future Postfix that can report it safely.
  */
 enum answer_kind answer_render_none(const char *domain, enum answer_failure failure,
-				    const struct answer_opts *opts, struct strbuf *out);
+                                    const struct answer_opts *opts, struct strbuf *out);
 
 #endif

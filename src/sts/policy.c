@@ -249,8 +249,8 @@ policy_hash(const char *s, size_t len)
 static enum policy_error
 policy_field_mx(struct policy_state *st, const char *v, size_t len)
 {
-	const char *name = v;
-	size_t nlen = len;
+	const char *name;
+	size_t nlen;
 
 	/* A trailing dot is an unambiguous FQDN spelling; rejecting it would fail open (MX-1). */
 	if (len > 0 && v[len - 1] == '.') {
@@ -266,6 +266,7 @@ policy_field_mx(struct policy_state *st, const char *v, size_t len)
 		name = v + 2;
 		nlen = len - 2;
 	} else {
+		name = v;
 		nlen = len;
 	}
 	if (!domain_is_ldh(name, nlen))
@@ -308,7 +309,7 @@ policy_line(struct policy_state *st, const char *line, size_t len)
 		v++;
 	if (v == end)
 		return POLICY_ERR_BAD_LINE;
-	/* sts-policy-ext-value: VCHAR or UTF-8, SP only inside; no CTL (HTAB and CR are). */
+	/* sts-policy-ext-value: VCHAR or UTF-8 with SP only inside; HTAB and a bare CR are CTLs. */
 	for (size_t i = v; i < end; i++) {
 		unsigned char c = (unsigned char)line[i];
 

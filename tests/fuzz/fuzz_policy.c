@@ -71,7 +71,7 @@ fuzz_check_policy(const struct policy *p)
 	uint32_t n = 0, size = 0;
 
 	fuzz_check(p->mode == POLICY_MODE_ENFORCE || p->mode == POLICY_MODE_TESTING ||
-		   p->mode == POLICY_MODE_NONE);
+	           p->mode == POLICY_MODE_NONE);
 	fuzz_check(p->max_age <= POLICY_MAX_AGE_MAX);
 	fuzz_check(p->mode == POLICY_MODE_NONE || p->nmx > 0);
 	for (const char *mx = policy_mx_next(p, NULL); mx != NULL; mx = policy_mx_next(p, mx)) {
@@ -101,8 +101,8 @@ fuzz_ldh_after(const char *v, size_t len, const char *prefix)
 static size_t
 fuzz_check_attr(const char *tok, size_t len)
 {
-	static const char *const names[] = { "match",          "servername",     "policy_type",
-					      "policy_domain", "mx_host_pattern" };
+	static const char *const names[] = { "match", "servername", "policy_type", "policy_domain",
+		                             "mx_host_pattern" };
 	const char *eq = memchr(tok, '=', len);
 	size_t nlen, vlen;
 	const char *v;
@@ -181,7 +181,7 @@ fuzz_check_answer(const char *s, size_t len)
 			fuzz_check(tlen > 0);
 			for (size_t i = 0; i < tlen; i++)
 				fuzz_check(tok[i] > 0x20 && tok[i] < 0x7F && tok[i] != ',' &&
-					   tok[i] != '{' && tok[i] != '}');
+				           tok[i] != '{' && tok[i] != '}');
 			idx = fuzz_check_attr(tok, tlen);
 			fuzz_check(!braces);
 			/* match, servername, then the TLSRPT set in order, policy strings last. */
@@ -212,12 +212,12 @@ fuzz_render(const struct policy *p, const uint8_t *data, size_t size)
 		for (int o = 0; o < 4; o++) {
 			struct answer_opts opts = { .strict_testing = o & 1, .tlsrpt = o & 2 };
 			bool applies = p->mode == POLICY_MODE_ENFORCE ||
-				       (p->mode == POLICY_MODE_TESTING && opts.strict_testing);
+			               (p->mode == POLICY_MODE_TESTING && opts.strict_testing);
 			enum answer_kind kind;
 
 			strbuf_init(&out, fuzz_limits[l]);
 			kind = answer_render(p, "example.com", (const char *)data, size, &opts,
-					     &out);
+			                     &out);
 			if (kind == ANSWER_OK) {
 				fuzz_check(applies);
 				fuzz_check_answer(out.data, out.len);

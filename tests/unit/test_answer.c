@@ -76,8 +76,8 @@ static const struct answer_case answer_cases[] = {
 	R("PFX-4 *.d is written .d", HEAD "enforce\nmx: *.example.com\n" TAIL, false, false, OK_,
 	  "secure match=.example.com servername=hostname"),
 	R("MX-4 lower-cased and deduplicated",
-	  HEAD "enforce\nmx: MX1.example.com\nmx: mx1.example.com\nmx: *.EXAMPLE.net\n" TAIL,
-	  false, false, OK_, MATCH),
+	  HEAD "enforce\nmx: MX1.example.com\nmx: mx1.example.com\nmx: *.EXAMPLE.net\n" TAIL, false,
+	  false, OK_, MATCH),
 	R("MX-1 dropped IP pattern never reaches match=",
 	  HEAD "enforce\nmx: 192.0.2.1\nmx: mx1.example.com\nmx: *.example.net\n" TAIL, false,
 	  false, OK_, MATCH),
@@ -97,11 +97,11 @@ static const struct answer_case answer_cases[] = {
 	R("APPLY-5 policy_string keeps extensions, ':' and ','",
 	  HEAD "enforce\nreport: https://x.example/a,b\n" TWO TAIL, false, true, OK_,
 	  MATCH RPT PS("version: STSv1") PS("mode: enforce") PS("report: https://x.example/a,b")
-		  PS("mx: mx1.example.com") PS("mx: *.example.net") PS("max_age: 86400")),
+	          PS("mx: mx1.example.com") PS("mx: *.example.net") PS("max_age: 86400")),
 	R("APPLY-5 policy_string keeps ignored duplicates as published",
 	  HEAD "enforce\nmode: bogus\n" TWO TAIL, false, true, OK_,
 	  MATCH RPT PS("version: STSv1") PS("mode: enforce") PS("mode: bogus")
-		  PS("mx: mx1.example.com") PS("mx: *.example.net") PS("max_age: 86400")),
+	          PS("mx: mx1.example.com") PS("mx: *.example.net") PS("max_age: 86400")),
 
 	/* Injection: no policy byte may become a Postfix attribute (PFX-3). */
 	R("PFX-3 injection: '}' in an extension is never emitted",
@@ -115,8 +115,7 @@ static const struct answer_case answer_cases[] = {
 	  MATCH RPT STRINGS("enforce")),
 	RD("PFX-3 numeric policy_domain would fail valid_hostname: no TLSRPT", ENF, "123.456", OK_,
 	   MATCH),
-	RD("PFX-3 policy_domain with a space: no TLSRPT", ENF, "example.com tafile=/x", OK_,
-	   MATCH),
+	RD("PFX-3 policy_domain with a space: no TLSRPT", ENF, "example.com tafile=/x", OK_, MATCH),
 	RD("PFX-3 empty policy_domain: no TLSRPT", ENF, "", OK_, MATCH),
 	RD("APPLY-5 policy_domain lower-cased", ENF, "EXAMPLE.com", OK_,
 	   MATCH RPT STRINGS("enforce")),
@@ -147,10 +146,10 @@ test_answer_case(void **state)
 	strbuf_init(&out, SOCKETMAP_MAX);
 	strbuf_appends(&out, "left over");
 	kind = answer_render(p, c->domain != NULL ? c->domain : "example.com",
-			     c->no_text ? NULL : text, c->no_text ? 0 : len, &opts, &out);
+	                     c->no_text ? NULL : text, c->no_text ? 0 : len, &opts, &out);
 	if (kind != c->want || strcmp(out.len > 0 ? out.data : "", c->out) != 0)
 		fail_msg("%s: kind %d \"%s\", want %d \"%s\"", c->name, kind,
-			 out.len > 0 ? out.data : "", c->want, c->out);
+		         out.len > 0 ? out.data : "", c->want, c->out);
 	strbuf_release(&out);
 	free(text);
 	policy_free(p);
@@ -185,9 +184,21 @@ static void
 test_answer_hostile_patterns(void **state)
 {
 	static const char *const mx[] = {
-		"a tafile=/x", "mx1.example.com", "*.evil,x",  "192.0.2.1", "MX2.EXAMPLE.COM",
-		"*.",          "x:y",             ".d",        "{a}",       "",
-		"*.ok.example", "a\tb",           "2001:db8::1", "*.*.x",   "mx1.example.com.",
+		"a tafile=/x",
+		"mx1.example.com",
+		"*.evil,x",
+		"192.0.2.1",
+		"MX2.EXAMPLE.COM",
+		"*.",
+		"x:y",
+		".d",
+		"{a}",
+		"",
+		"*.ok.example",
+		"a\tb",
+		"2001:db8::1",
+		"*.*.x",
+		"mx1.example.com.",
 	};
 	struct answer_opts opts = { .tlsrpt = true };
 	struct policy *p = craft_policy(POLICY_MODE_ENFORCE, mx, sizeof(mx) / sizeof(mx[0]));
@@ -197,10 +208,10 @@ test_answer_hostile_patterns(void **state)
 	strbuf_init(&out, SOCKETMAP_MAX);
 	assert_int_equal(answer_render(p, "example.com", NULL, 0, &opts, &out), ANSWER_OK);
 	assert_string_equal(out.data,
-			    "secure match=mx1.example.com:mx2.example.com:.ok.example"
-			    " servername=hostname policy_type=sts policy_domain=example.com"
-			    " mx_host_pattern=mx1.example.com mx_host_pattern=mx2.example.com"
-			    " mx_host_pattern=*.ok.example");
+	                    "secure match=mx1.example.com:mx2.example.com:.ok.example"
+	                    " servername=hostname policy_type=sts policy_domain=example.com"
+	                    " mx_host_pattern=mx1.example.com mx_host_pattern=mx2.example.com"
+	                    " mx_host_pattern=*.ok.example");
 	policy_free(p);
 	strbuf_release(&out);
 }
@@ -221,17 +232,16 @@ test_answer_no_usable_pattern(void **state)
 	assert_int_equal(answer_render(p, "example.com", NULL, 0, &opts, &out), ANSWER_NOTFOUND);
 	assert_int_equal(out.len, 0);
 	assert_int_equal(answer_render(empty, "example.com", NULL, 0, &opts, &out),
-			 ANSWER_NOTFOUND);
+	                 ANSWER_NOTFOUND);
 	assert_int_equal(out.len, 0);
 	assert_int_equal(answer_render(bad_mode, "example.com", NULL, 0, &opts, &out),
-			 ANSWER_NOTFOUND);
-	assert_int_equal(answer_render(NULL, "example.com", NULL, 0, &opts, &out),
-			 ANSWER_NOTFOUND);
+	                 ANSWER_NOTFOUND);
+	assert_int_equal(answer_render(NULL, "example.com", NULL, 0, &opts, &out), ANSWER_NOTFOUND);
 	/* No options at all means enforce only, no TLSRPT. */
 	policy_free(p);
 	p = policy_parse(ENF, sizeof(ENF) - 1, NULL, NULL);
 	assert_int_equal(answer_render(p, "example.com", ENF, sizeof(ENF) - 1, NULL, &out),
-			 ANSWER_OK);
+	                 ANSWER_OK);
 	assert_string_equal(out.data, MATCH);
 	policy_free(p);
 	policy_free(empty);
@@ -301,17 +311,17 @@ test_answer_big_policy(void **state)
 	(void)state;
 	for (unsigned i = 0; i < 400; i++)
 		len += (size_t)snprintf(body + len, POLICY_BODY_MAX - len,
-					"mx: host%03u.example.com\n", i);
+		                        "mx: host%03u.example.com\n", i);
 	strbuf_init(&out, 0);
 	assert_int_equal(render_with_max(body, TCPTABLE_MAX, false, &out), ANSWER_TOO_LONG);
 	assert_int_equal(out.len, 0);
 	assert_int_equal(render_with_max(body, SOCKETMAP_MAX, true, &out), ANSWER_OK);
-	assert_true(strncmp(out.data, "secure match=host000.example.com:host001.example.com:",
-			    53) == 0);
+	assert_true(strncmp(out.data,
+	                    "secure match=host000.example.com:host001.example.com:", 53) == 0);
 	assert_non_null(strstr(out.data, ":host399.example.com servername=hostname policy_type="));
 	assert_non_null(strstr(out.data, PS("max_age: 86400") PS("mx: host000.example.com")));
 	assert_string_equal(out.data + out.len - sizeof(PS("mx: host399.example.com")) + 1,
-			    PS("mx: host399.example.com"));
+	                    PS("mx: host399.example.com"));
 	strbuf_release(&out);
 	free(body);
 }
@@ -338,13 +348,14 @@ test_answer_none(void **state)
 			struct answer_opts opts = { .tlsrpt = t & 1, .strict_testing = t & 2 };
 
 			strbuf_appends(&out, "left over");
-			assert_int_equal(answer_render_none("example.com", failures[i], &opts, &out),
-					 ANSWER_NOTFOUND);
+			assert_int_equal(
+			        answer_render_none("example.com", failures[i], &opts, &out),
+			        ANSWER_NOTFOUND);
 			assert_int_equal(out.len, 0);
 		}
 	}
 	assert_int_equal(answer_render_none(NULL, ANSWER_FAILURE_FETCH, NULL, &out),
-			 ANSWER_NOTFOUND);
+	                 ANSWER_NOTFOUND);
 	strbuf_release(&out);
 }
 

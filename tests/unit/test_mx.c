@@ -30,16 +30,14 @@ static const struct mx_case mx_cases[] = {
 	{ "MX-3 only one trailing dot removed", "mx1.example.com", "mx1.example.com..", false },
 	{ "MX-3 different name", "mx1.example.com", "mx2.example.com", false },
 	{ "MX-3 exact name is not a suffix match", "example.com", "mx.example.com", false },
-	{ "MX-3 exact name is not a prefix match", "mx.example.com", "mx.example.com.evil",
-	  false },
+	{ "MX-3 exact name is not a prefix match", "mx.example.com", "mx.example.com.evil", false },
 	{ "MX-3 no partial label suffix", "example.com", "notexample.com", false },
 	{ "MX-3 single label", "localhost", "LOCALHOST", true },
 	{ "MX-3 case folding is ASCII only", "\xc3\xa4.example", "\xc3\x84.example", false },
 	{ "MX-3 pattern is not normalised here", "mx.example.com.", "mx.example.com", false },
 
 	/* Wildcards. */
-	{ "MX-3 *.example.com matches one extra label", "*.example.com", "mail.example.com",
-	  true },
+	{ "MX-3 *.example.com matches one extra label", "*.example.com", "mail.example.com", true },
 	{ "MX-3 wildcard ignores case", "*.example.com", "MAIL.EXAMPLE.COM", true },
 	{ "MX-3 wildcard pattern case ignored", "*.EXAMPLE.com", "mail.example.COM", true },
 	{ "MX-3 wildcard with host trailing dot", "*.example.com", "mail.example.com.", true },
@@ -49,8 +47,7 @@ static const struct mx_case mx_cases[] = {
 	{ "MX-3 wildcard needs a non-empty label", "*.example.com", ".example.com", false },
 	{ "MX-3 wildcard does not match a label suffix", "*.example.com", "mail.notexample.com",
 	  false },
-	{ "MX-3 wildcard does not match without a dot", "*.example.com", "mailexample.com",
-	  false },
+	{ "MX-3 wildcard does not match without a dot", "*.example.com", "mailexample.com", false },
 	{ "MX-3 wildcard one-label rest", "*.com", "example.com", true },
 	{ "MX-3 wildcard one-label rest, two labels", "*.com", "a.example.com", false },
 
@@ -96,7 +93,7 @@ static void
 test_mx_policy_match(void **state)
 {
 	static const char body[] = "version: STSv1\nmode: enforce\nmax_age: 1\n"
-				   "mx: mx1.example.com\nmx: *.example.net\nmx: a.example.net\n";
+	                           "mx: mx1.example.com\nmx: *.example.net\nmx: a.example.net\n";
 	struct policy *p = policy_parse(body, sizeof(body) - 1, NULL, NULL);
 
 	(void)state;

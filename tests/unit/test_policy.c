@@ -34,11 +34,11 @@ struct policy_case {
 	const char *body;
 	size_t len;
 	enum policy_error err;
-	size_t line;             /* on error */
-	enum policy_mode mode;   /* on success, as are the rest */
+	size_t line;           /* on error */
+	enum policy_mode mode; /* on success, as are the rest */
 	uint32_t max_age;
-	uint32_t warnings;       /* exact set of bits */
-	const char *mx;          /* stored patterns joined by single spaces */
+	uint32_t warnings; /* exact set of bits */
+	const char *mx;    /* stored patterns joined by single spaces */
 };
 
 /* sizeof, not strlen, so that bodies may hold NUL bytes. */
@@ -71,31 +71,37 @@ static const struct policy_case policy_cases[] = {
 	NO("POL-6.1 bare CR is not a terminator",
 	   "version: STSv1\rmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n",
 	   POLICY_ERR_BAD_LINE, 1),
-	NO("POL-6.1 bare CR at end of body is not a terminator",
-	   V M X1 "max_age: 86400\r", POLICY_ERR_BAD_LINE, 4),
+	NO("POL-6.1 bare CR at end of body is not a terminator", V M X1 "max_age: 86400\r",
+	   POLICY_ERR_BAD_LINE, 4),
 	NO("POL-6.1 CR CR LF leaves a CR in the value", "version: STSv1\r\r\n" M X1 A,
 	   POLICY_ERR_BAD_LINE, 1),
 	NO("POL-6.1 CR-only file is one line", "version: STSv1\rmode: enforce\rmax_age: 1\r",
 	   POLICY_ERR_BAD_LINE, 1),
-	OK("POL-6.2 no final newline", V M X1 "max_age: 86400", ENF, 86400, 0,
-	   "mx1.example.com"),
+	OK("POL-6.2 no final newline", V M X1 "max_age: 86400", ENF, 86400, 0, "mx1.example.com"),
 	OK("POL-6.2 no final CRLF", "version: STSv1\r\nmode: none\r\nmax_age: 5", NON, 5, 0, ""),
 
 	/* POL-6.3: whitespace. */
 	NO("POL-6.3 SP before a key", V " mode: enforce\n" X1 A, POLICY_ERR_BAD_LINE, 2),
 	NO("POL-6.3 HTAB before a key", V "\tmode: enforce\n" X1 A, POLICY_ERR_BAD_LINE, 2),
-	NO("POL-6.3 SP between key and colon", V "mode : enforce\n" X1 A, POLICY_ERR_BAD_LINE,
+	NO("POL-6.3 SP between key and colon", V "mode : enforce\n" X1 A, POLICY_ERR_BAD_LINE, 2),
+	NO("POL-6.3 HTAB between key and colon", V "mode\t: enforce\n" X1 A, POLICY_ERR_BAD_LINE,
 	   2),
-	NO("POL-6.3 HTAB between key and colon", V "mode\t: enforce\n" X1 A,
-	   POLICY_ERR_BAD_LINE, 2),
-	OK("POL-6.3 no WSP after colon", "version:STSv1\nmode:enforce\nmx:mx1.example.com\n"
-	   "max_age:86400\n", ENF, 86400, 0, "mx1.example.com"),
-	OK("POL-6.3 SP and HTAB after colon", "version: \t STSv1\nmode:\t\tenforce\n"
-	   "mx:\t mx1.example.com\nmax_age: \t86400\n", ENF, 86400, 0, "mx1.example.com"),
-	OK("POL-6.3 trailing WSP after values", "version: STSv1 \nmode: enforce\t\n"
-	   "mx: mx1.example.com \t \nmax_age: 86400  \n", ENF, 86400, 0, "mx1.example.com"),
-	OK("POL-6.3 trailing WSP before CRLF", "version: STSv1 \r\nmode: enforce\t\r\n"
-	   "mx: mx1.example.com \r\nmax_age: 86400 \r\n", ENF, 86400, 0, "mx1.example.com"),
+	OK("POL-6.3 no WSP after colon",
+	   "version:STSv1\nmode:enforce\nmx:mx1.example.com\n"
+	   "max_age:86400\n",
+	   ENF, 86400, 0, "mx1.example.com"),
+	OK("POL-6.3 SP and HTAB after colon",
+	   "version: \t STSv1\nmode:\t\tenforce\n"
+	   "mx:\t mx1.example.com\nmax_age: \t86400\n",
+	   ENF, 86400, 0, "mx1.example.com"),
+	OK("POL-6.3 trailing WSP after values",
+	   "version: STSv1 \nmode: enforce\t\n"
+	   "mx: mx1.example.com \t \nmax_age: 86400  \n",
+	   ENF, 86400, 0, "mx1.example.com"),
+	OK("POL-6.3 trailing WSP before CRLF",
+	   "version: STSv1 \r\nmode: enforce\t\r\n"
+	   "mx: mx1.example.com \r\nmax_age: 86400 \r\n",
+	   ENF, 86400, 0, "mx1.example.com"),
 
 	/* POL-6.4: case-sensitive keys and values. */
 	NO("POL-6.4 Mode: is an ignored extension, so mode is missing", V "Mode: enforce\n" X1 A,
@@ -111,8 +117,8 @@ static const struct policy_case policy_cases[] = {
 	NO("POL-6.4 mode value is case-sensitive", V "mode: Enforce\n" X1 A, POLICY_ERR_BAD_MODE,
 	   2),
 	NO("POL-6.4 STSv10 is not STSv1", "version: STSv10\n" M X1 A, POLICY_ERR_BAD_VERSION, 1),
-	NO("POL-6.4 mode enforced is not enforce", V "mode: enforced\n" X1 A,
-	   POLICY_ERR_BAD_MODE, 2),
+	NO("POL-6.4 mode enforced is not enforce", V "mode: enforced\n" X1 A, POLICY_ERR_BAD_MODE,
+	   2),
 
 	/* POL-6.5, POL-6.6: required fields, order. */
 	NO("POL-6.5 empty body has no version", "", POLICY_ERR_NO_VERSION, 0),
@@ -122,41 +128,38 @@ static const struct policy_case policy_cases[] = {
 	NO("POL-6.5 enforce without mx", V M A, POLICY_ERR_NO_MX, 0),
 	NO("POL-6.5 testing without mx", V "mode: testing\n" A, POLICY_ERR_NO_MX, 0),
 	OK("POL-6.5 none without mx", V "mode: none\n" A, NON, 86400, 0, ""),
-	OK("POL-6.5 testing with mx", V "mode: testing\n" X1 A, TST, 86400, 0,
-	   "mx1.example.com"),
+	OK("POL-6.5 testing with mx", V "mode: testing\n" X1 A, TST, 86400, 0, "mx1.example.com"),
 	OK("POL-6.5 none keeps its valid mx", V "mode: none\n" X1 A, NON, 86400, 0,
 	   "mx1.example.com"),
 	OK("POL-6.6 field order is free", X1 "mx: mx2.example.com\n" A M V, ENF, 86400, 0,
 	   "mx1.example.com mx2.example.com"),
 
 	/* POL-5, POL-6.7: extensions. */
-	OK("POL-5 unknown field ignored", V M "foo: bar\n" X1 A, ENF, 86400, 0,
-	   "mx1.example.com"),
+	OK("POL-5 unknown field ignored", V M "foo: bar\n" X1 A, ENF, 86400, 0, "mx1.example.com"),
 	OK("POL-6.7 extension name of 32 characters", V M A32 ": x\n" X1 A, ENF, 86400, 0,
 	   "mx1.example.com"),
 	NO("POL-6.7 extension name of 33 characters", V M A32 "x: x\n" X1 A, POLICY_ERR_BAD_LINE,
 	   3),
-	OK("POL-6.7 extension name may start with a digit", V M "1st-ext.v_2: x\n" X1 A, ENF,
-	   86400, 0, "mx1.example.com"),
-	NO("POL-6.7 extension name may not start with _", V M "_ext: x\n" X1 A,
-	   POLICY_ERR_BAD_LINE, 3),
-	NO("POL-6.7 extension name may not start with -", V M "-ext: x\n" X1 A,
-	   POLICY_ERR_BAD_LINE, 3),
-	NO("POL-6.7 extension name may not hold /", V M "a/b: x\n" X1 A, POLICY_ERR_BAD_LINE,
+	OK("POL-6.7 extension name may start with a digit", V M "1st-ext.v_2: x\n" X1 A, ENF, 86400,
+	   0, "mx1.example.com"),
+	NO("POL-6.7 extension name may not start with _", V M "_ext: x\n" X1 A, POLICY_ERR_BAD_LINE,
 	   3),
+	NO("POL-6.7 extension name may not start with -", V M "-ext: x\n" X1 A, POLICY_ERR_BAD_LINE,
+	   3),
+	NO("POL-6.7 extension name may not hold /", V M "a/b: x\n" X1 A, POLICY_ERR_BAD_LINE, 3),
 	OK("POL-6.7 extension value may contain ':'", V M "report: https://x.example:8443/y\n" X1 A,
 	   ENF, 86400, 0, "mx1.example.com"),
 	OK("POL-6.7 extension value may contain inner spaces", V M "note: a  b c\n" X1 A, ENF,
 	   86400, 0, "mx1.example.com"),
-	OK("POL-6.7 extension value may be UTF-8", V M "note: gr\xc3\xbc\xc3\x9f \xf0\x9f\x93\xa7\n"
-	   X1 A, ENF, 86400, 0, "mx1.example.com"),
+	OK("POL-6.7 extension value may be UTF-8",
+	   V M "note: gr\xc3\xbc\xc3\x9f \xf0\x9f\x93\xa7\n" X1 A, ENF, 86400, 0,
+	   "mx1.example.com"),
 	OK("POL-6.7 extension value may contain braces and '='", V M "x: {a=b} ,c\n" X1 A, ENF,
 	   86400, 0, "mx1.example.com"),
-	NO("POL-6.7 extension value with inner HTAB", V M "note: a\tb\n" X1 A,
-	   POLICY_ERR_BAD_LINE, 3),
-	NO("POL-6.7 extension value with DEL", V M "note: a\x7f\n" X1 A, POLICY_ERR_BAD_LINE, 3),
-	NO("POL-6.7 extension value with ESC", V M "note: \x1b[0m\n" X1 A, POLICY_ERR_BAD_LINE,
+	NO("POL-6.7 extension value with inner HTAB", V M "note: a\tb\n" X1 A, POLICY_ERR_BAD_LINE,
 	   3),
+	NO("POL-6.7 extension value with DEL", V M "note: a\x7f\n" X1 A, POLICY_ERR_BAD_LINE, 3),
+	NO("POL-6.7 extension value with ESC", V M "note: \x1b[0m\n" X1 A, POLICY_ERR_BAD_LINE, 3),
 	NO("POL-6.7 empty extension value", V M "note:\n" X1 A, POLICY_ERR_BAD_LINE, 3),
 	NO("POL-6.7 WSP-only extension value", V M "note: \t \n" X1 A, POLICY_ERR_BAD_LINE, 3),
 	NO("POL-6.11 line without a colon", V M "garbage\n" X1 A, POLICY_ERR_BAD_LINE, 3),
@@ -182,8 +185,8 @@ static const struct policy_case policy_cases[] = {
 	   POLICY_ERR_BAD_MODE, 2),
 	NO("POL-6.8 a duplicate must still be a name:value line", V M "mode:\n" X1 A,
 	   POLICY_ERR_BAD_LINE, 3),
-	OK("POL-5 mx repeats", V M X1 "mx: mx2.example.com\nmx: mx3.example.com\n" A, ENF, 86400,
-	   0, "mx1.example.com mx2.example.com mx3.example.com"),
+	OK("POL-5 mx repeats", V M X1 "mx: mx2.example.com\nmx: mx3.example.com\n" A, ENF, 86400, 0,
+	   "mx1.example.com mx2.example.com mx3.example.com"),
 
 	/* POL-6.9: bytes. */
 	NO("POL-6.9 NUL byte in a value", V "mode: enf\0rce\n" X1 A, POLICY_ERR_BAD_LINE, 2),
@@ -191,22 +194,24 @@ static const struct policy_case policy_cases[] = {
 	NO("POL-6.9 UTF-8 BOM makes the first key invalid", "\xef\xbb\xbf" GOOD,
 	   POLICY_ERR_BAD_LINE, 1),
 	NO("POL-6.9 invalid UTF-8 byte", V M "note: \xff\n" X1 A, POLICY_ERR_BAD_UTF8, 3),
-	NO("POL-6.9 Latin-1 byte is not UTF-8", V M "note: gr\xfc\xdf\n" X1 A,
-	   POLICY_ERR_BAD_UTF8, 3),
+	NO("POL-6.9 Latin-1 byte is not UTF-8", V M "note: gr\xfc\xdf\n" X1 A, POLICY_ERR_BAD_UTF8,
+	   3),
 	NO("POL-6.9 overlong UTF-8", V M "note: \xc0\xaf\n" X1 A, POLICY_ERR_BAD_UTF8, 3),
 	NO("POL-6.9 UTF-8 surrogate", V M "note: \xed\xa0\x80\n" X1 A, POLICY_ERR_BAD_UTF8, 3),
-	NO("POL-6.9 UTF-8 above U+10FFFF", V M "note: \xf4\x90\x80\x80\n" X1 A,
-	   POLICY_ERR_BAD_UTF8, 3),
+	NO("POL-6.9 UTF-8 above U+10FFFF", V M "note: \xf4\x90\x80\x80\n" X1 A, POLICY_ERR_BAD_UTF8,
+	   3),
 	NO("POL-6.9 UTF-8 cut at end of body", V M X1 A "note: \xe2\x82", POLICY_ERR_BAD_UTF8, 5),
 	NO("POL-6.9 UTF-8 lead byte before LF", V M "note: \xc3\n" X1 A, POLICY_ERR_BAD_UTF8, 3),
-	NO("POL-6.9 invalid UTF-8 in a key", V "m\xc3\xb6" "de: enforce\n" X1 A,
+	NO("POL-6.9 invalid UTF-8 in a key",
+	   V "m\xc3\xb6"
+	     "de: enforce\n" X1 A,
 	   POLICY_ERR_BAD_LINE, 2),
 
 	/* POL-6.10: empty lines. */
 	OK("POL-6.10 empty line ignored with a warning", V M "\n" X1 A, ENF, 86400, W_EMPTY,
 	   "mx1.example.com"),
-	OK("POL-6.10 WSP-only line ignored with a warning", V M " \t \n" X1 A, ENF, 86400,
-	   W_EMPTY, "mx1.example.com"),
+	OK("POL-6.10 WSP-only line ignored with a warning", V M " \t \n" X1 A, ENF, 86400, W_EMPTY,
+	   "mx1.example.com"),
 	OK("POL-6.10 CRLF empty line", "version: STSv1\r\n\r\nmode: enforce\r\n" X1 A, ENF, 86400,
 	   W_EMPTY, "mx1.example.com"),
 	OK("POL-6.10 trailing empty line", GOOD "\n", ENF, 86400, W_EMPTY, "mx1.example.com"),
@@ -266,33 +271,38 @@ static const struct policy_case policy_cases[] = {
 	NO("MX-1 underscore", V M "mx: mx_1.example.com\n" A, POLICY_ERR_BAD_MX, 3),
 	NO("MX-1 port", V M "mx: mx1.example.com:25\n" A, POLICY_ERR_BAD_MX, 3),
 	NO("MX-1 bracketed address", V M "mx: [192.0.2.25]\n" A, POLICY_ERR_BAD_MX, 3),
-	NO("MX-1 U-label", V M "mx: mx.b\xc3\xbc" "cher.example\n" A, POLICY_ERR_BAD_MX, 3),
+	NO("MX-1 U-label",
+	   V M "mx: mx.b\xc3\xbc"
+	       "cher.example\n" A,
+	   POLICY_ERR_BAD_MX, 3),
 	NO("MX-2 comma-separated list", V M "mx: mx1.example.com,mx2.example.com\n" A,
 	   POLICY_ERR_BAD_MX, 3),
 	NO("MX-2 space-separated list", V M "mx: mx1.example.com mx2.example.com\n" A,
 	   POLICY_ERR_BAD_MX, 3),
-	NO("MX-1 injection attempt: mx: a tafile=/x", V M "mx: a tafile=/x\n" A,
-	   POLICY_ERR_BAD_MX, 3),
+	NO("MX-1 injection attempt: mx: a tafile=/x", V M "mx: a tafile=/x\n" A, POLICY_ERR_BAD_MX,
+	   3),
 	NO("MX-1 injection attempt: mx: a:b", V M "mx: a:b\n" A, POLICY_ERR_BAD_MX, 3),
 	NO("MX-1 injection attempt: braces", V M "mx: {a}\n" A, POLICY_ERR_BAD_MX, 3),
 	NO("MX-1 one bad pattern spoils the policy", V M X1 "mx: *bad.example\n" A,
 	   POLICY_ERR_BAD_MX, 4),
 	NO("MX-1 bad pattern in mode none still invalid", V "mode: none\nmx: *\n" A,
 	   POLICY_ERR_BAD_MX, 3),
-	OK("MX-1 trailing dot stripped with a warning", V M "mx: mx1.example.com.\n" A, ENF,
-	   86400, W_DOT, "mx1.example.com"),
+	OK("MX-1 trailing dot stripped with a warning", V M "mx: mx1.example.com.\n" A, ENF, 86400,
+	   W_DOT, "mx1.example.com"),
 	OK("MX-1 trailing dot stripped from a wildcard", V M "mx: *.example.com.\n" A, ENF, 86400,
 	   W_DOT, "*.example.com"),
 	OK("MX-1 IPv4 pattern dropped with a warning", V M "mx: 192.0.2.25\n" X1 A, ENF, 86400,
 	   W_IP, "mx1.example.com"),
-	OK("MX-1 IPv4 pattern with trailing dot dropped", V M "mx: 192.0.2.25.\n" X1 A, ENF,
-	   86400, W_IP | W_DOT, "mx1.example.com"),
+	OK("MX-1 IPv4 pattern with trailing dot dropped", V M "mx: 192.0.2.25.\n" X1 A, ENF, 86400,
+	   W_IP | W_DOT, "mx1.example.com"),
 	OK("MX-1 IPv6 pattern dropped", V M "mx: 2001:db8::25\n" X1 A, ENF, 86400, W_IP,
 	   "mx1.example.com"),
-	OK("MX-1 tagged IPv6 pattern dropped", V M "mx: IPv6:2001:db8::25\n" X1 A, ENF, 86400,
-	   W_IP, "mx1.example.com"),
-	NO("MX-1 only IP patterns leave enforce with no mx", V M "mx: 192.0.2.25\n"
-	   "mx: 2001:db8::25\n" A, POLICY_ERR_NO_MX, 0),
+	OK("MX-1 tagged IPv6 pattern dropped", V M "mx: IPv6:2001:db8::25\n" X1 A, ENF, 86400, W_IP,
+	   "mx1.example.com"),
+	NO("MX-1 only IP patterns leave enforce with no mx",
+	   V M "mx: 192.0.2.25\n"
+	       "mx: 2001:db8::25\n" A,
+	   POLICY_ERR_NO_MX, 0),
 	NO("MX-1 only IP patterns leave testing with no mx", V "mode: testing\nmx: 192.0.2.25\n" A,
 	   POLICY_ERR_NO_MX, 0),
 	OK("MX-1 only IP patterns are fine for none", V "mode: none\nmx: 192.0.2.25\n" A, NON,
@@ -304,19 +314,23 @@ static const struct policy_case policy_cases[] = {
 	OK("MX-4 case-insensitive duplicates dropped, first kept",
 	   V M "mx: MX1.example.com\nmx: mx1.example.com\n" A, ENF, 86400, W_DUPMX,
 	   "mx1.example.com"),
-	OK("MX-4 duplicate after trailing-dot strip", V M "mx: mx1.example.com\n"
-	   "mx: mx1.example.com.\n" A, ENF, 86400, W_DUPMX | W_DOT, "mx1.example.com"),
-	OK("MX-4 wildcard duplicates", V M "mx: *.example.com\nmx: *.EXAMPLE.com\n" A, ENF,
-	   86400, W_DUPMX, "*.example.com"),
+	OK("MX-4 duplicate after trailing-dot strip",
+	   V M "mx: mx1.example.com\n"
+	       "mx: mx1.example.com.\n" A,
+	   ENF, 86400, W_DUPMX | W_DOT, "mx1.example.com"),
+	OK("MX-4 wildcard duplicates", V M "mx: *.example.com\nmx: *.EXAMPLE.com\n" A, ENF, 86400,
+	   W_DUPMX, "*.example.com"),
 	OK("MX-4 wildcard and exact are distinct", V M "mx: *.example.com\nmx: example.com\n" A,
 	   ENF, 86400, 0, "*.example.com example.com"),
-	OK("MX-4 file order kept", V M "mx: c.example\nmx: a.example\nmx: b.example\n"
-	   "mx: A.example\n" A, ENF, 86400, W_DUPMX, "c.example a.example b.example"),
+	OK("MX-4 file order kept",
+	   V M "mx: c.example\nmx: a.example\nmx: b.example\n"
+	       "mx: A.example\n" A,
+	   ENF, 86400, W_DUPMX, "c.example a.example b.example"),
 
 	/* Warnings combine. */
 	OK("POL-7 MX-1 POL-6.10 POL-6.8 all warnings at once",
-	   V M "\nmode: x\nmx: 192.0.2.1\nmx: a.example.\nmx: A.example\nmax_age: 99999999\n",
-	   ENF, 31557600, W_EMPTY | W_DUP | W_IP | W_DOT | W_DUPMX | W_CLAMP, "a.example"),
+	   V M "\nmode: x\nmx: 192.0.2.1\nmx: a.example.\nmx: A.example\nmax_age: 99999999\n", ENF,
+	   31557600, W_EMPTY | W_DUP | W_IP | W_DOT | W_DUPMX | W_CLAMP, "a.example"),
 };
 
 /* A heap copy of exactly len bytes, so ASan flags any read past the input. */
@@ -364,7 +378,7 @@ test_policy_case(void **state)
 	free(body);
 	if (err != c->err)
 		fail_msg("%s: error %s, want %s (line %zu)", c->name, policy_error_str(err),
-			 policy_error_str(c->err), line);
+		         policy_error_str(c->err), line);
 	if (c->err != POLICY_ERR_NONE) {
 		assert_null(p);
 		if (line != c->line)
@@ -457,8 +471,8 @@ test_policy_many_patterns(void **state)
 	assert_string_equal(policy_mx_next(p, policy_mx_next(p, NULL)), "m1.x");
 	assert_string_equal(policy_mx_next(p, policy_mx_next(p, policy_mx_next(p, NULL))), "m2.x");
 	assert_string_equal(
-		policy_mx_next(p, policy_mx_next(p, policy_mx_next(p, policy_mx_next(p, NULL)))),
-		"m4.x");
+	        policy_mx_next(p, policy_mx_next(p, policy_mx_next(p, policy_mx_next(p, NULL)))),
+	        "m4.x");
 	policy_free(p);
 	free(b);
 }
