@@ -10,7 +10,7 @@ DEPS=(
 	build-essential autoconf automake autoconf-archive libtool pkg-config
 	libevent-dev libc-ares-dev libcurl4-openssl-dev libssl-dev libconfig-dev libidn2-dev
 	libcmocka-dev clang libclang-rt-14-dev
-	openssl ca-certificates iproute2 python3 unbound nginx-light postfix
+	openssl ca-certificates iproute2 python3 unbound nginx-light postfix curl bind9-dnsutils
 )
 
 deps() {

@@ -312,7 +312,7 @@ config_show_string(struct strbuf *out, const char *s)
 	size_t i;
 
 	strbuf_appendc(out, '"');
-	for (i = 0; s[i] != '\0' && i < CONFIG_SHOW_MAX; i++) {
+	for (i = 0; i < CONFIG_SHOW_MAX && s[i] != '\0'; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\')
@@ -564,8 +564,8 @@ config_int_in_line(const char *line, const char *name, int expect, long long *va
 }
 
 /*
- * libconfig 1.5 reads an integer literal that does not fit 32 bits (and has no L suffix)
- * through atoi(), keeping the low 32 bits, so 4294967396 arrives as 100 and would pass a range
+ * libconfig 1.5 reads an integer literal that does not fit 32 bits (and has no L suffix) the
+ * way atoi does, keeping the low 32 bits, so 4294967396 arrives as 100 and would pass a range
  * check. This reads the literal back from s's source line; false (keep libconfig's value) when
  * the line cannot be read or holds no literal for s.
  */

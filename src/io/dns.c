@@ -18,9 +18,9 @@
 #include "io/dnsmsg.h"
 
 /* Presentation form without the trailing dot (RFC 1035 §2.3.4 minus the root label). */
-#define DNS_NAME_MAX     253
-#define DNS_BUCKETS_MIN  64
-/* RFC 9715 / DNS flag day 2020: large enough for TXT policies, small enough not to fragment. */
+#define DNS_NAME_MAX    253
+#define DNS_BUCKETS_MIN 64
+/* DNS flag day 2020: big enough for TXT policies, small enough not to fragment over UDP. */
 #define DNS_EDNS_PAYLOAD 1232
 #define DNS_PARTS_MAX    2
 
@@ -122,12 +122,9 @@ struct dns {
 };
 
 static const char *const dns_status_names[] = {
-	[DNS_OK] = "ok",
-	[DNS_NXDOMAIN] = "nxdomain",
-	[DNS_NODATA] = "nodata",
-	[DNS_SERVFAIL] = "servfail",
-	[DNS_TIMEOUT] = "timeout",
-	[DNS_ERROR] = "error",
+	[DNS_OK] = "ok",           [DNS_NXDOMAIN] = "nxdomain",
+	[DNS_NODATA] = "nodata",   [DNS_SERVFAIL] = "servfail",
+	[DNS_TIMEOUT] = "timeout", [DNS_ERROR] = "error",
 };
 
 static const char *const dns_type_names[] = {
@@ -146,29 +143,25 @@ static const struct {
 	[DNS_TYPE_MX] = { 1, { DNSMSG_TYPE_MX } },
 };
 
-/* c-ares failures that come without a message to parse. */
+/*
+ * c-ares failures that come without a message to parse. c-ares 1.18 retries SERVFAIL, REFUSED
+ * and NOTIMP answers on the next server and, once every try is spent, reports ECONNREFUSED
+ * (its initial error), the same as for ICMP port unreachable: both count as a server failure.
+ */
 static const struct {
 	int ares;
 	enum dns_status status;
 } dns_ares_status[] = {
-	{ ARES_ETIMEOUT, DNS_TIMEOUT },
-	{ ARES_ECONNREFUSED, DNS_TIMEOUT }, /* every server refused: nobody answered */
-	{ ARES_ESERVFAIL, DNS_SERVFAIL },
-	{ ARES_EREFUSED, DNS_SERVFAIL },
-	{ ARES_ENOTIMP, DNS_SERVFAIL },
-	{ ARES_EFORMERR, DNS_SERVFAIL },
-	{ ARES_ENOTFOUND, DNS_NXDOMAIN },
-	{ ARES_ENODATA, DNS_NODATA },
+	{ ARES_ETIMEOUT, DNS_TIMEOUT },   { ARES_ECONNREFUSED, DNS_SERVFAIL },
+	{ ARES_ESERVFAIL, DNS_SERVFAIL }, { ARES_EREFUSED, DNS_SERVFAIL },
+	{ ARES_ENOTIMP, DNS_SERVFAIL },   { ARES_EFORMERR, DNS_SERVFAIL },
+	{ ARES_ENOTFOUND, DNS_NXDOMAIN }, { ARES_ENODATA, DNS_NODATA },
 };
 
 /* Merge order for A + AAAA: the lower rank wins; a failure beats a definite "nothing". */
 static const unsigned dns_merge_rank[] = {
-	[DNS_OK] = 0,
-	[DNS_SERVFAIL] = 1,
-	[DNS_TIMEOUT] = 2,
-	[DNS_ERROR] = 3,
-	[DNS_NODATA] = 4,
-	[DNS_NXDOMAIN] = 5,
+	[DNS_OK] = 0,    [DNS_SERVFAIL] = 1, [DNS_TIMEOUT] = 2,
+	[DNS_ERROR] = 3, [DNS_NODATA] = 4,   [DNS_NXDOMAIN] = 5,
 };
 
 const char *
@@ -195,19 +188,19 @@ dns_min_u32(uint32_t a, uint32_t b)
 }
 
 static void
-link_init(struct dns_link *l)
+dns_link_init(struct dns_link *l)
 {
 	l->prev = l->next = l;
 }
 
 static bool
-link_empty(const struct dns_link *head)
+dns_link_empty(const struct dns_link *head)
 {
 	return head->next == head;
 }
 
 static void
-link_append(struct dns_link *head, struct dns_link *l)
+dns_link_append(struct dns_link *head, struct dns_link *l)
 {
 	l->prev = head->prev;
 	l->next = head;
@@ -216,28 +209,28 @@ link_append(struct dns_link *head, struct dns_link *l)
 }
 
 static void
-link_remove(struct dns_link *l)
+dns_link_remove(struct dns_link *l)
 {
 	l->prev->next = l->next;
 	l->next->prev = l->prev;
-	link_init(l);
+	dns_link_init(l);
 }
 
 /* Moves every member of from onto the empty list to. */
 static void
-link_move(struct dns_link *from, struct dns_link *to)
+dns_link_move(struct dns_link *from, struct dns_link *to)
 {
-	link_init(to);
-	if (link_empty(from))
+	dns_link_init(to);
+	if (dns_link_empty(from))
 		return;
 	to->next = from->next;
 	to->prev = from->prev;
 	to->next->prev = to;
 	to->prev->next = to;
-	link_init(from);
+	dns_link_init(from);
 }
 
-#define link_owner(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define dns_link_owner(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- answers ---- */
 
@@ -331,7 +324,7 @@ dns_answer_from_msg(const struct dns_opts *o, const struct dnsmsg *m)
 			inet_ntop(AF_INET, m->a[i], a->addrbuf[i], sizeof(a->addrbuf[i]));
 		for (size_t i = 0; i < m->naaaa; i++)
 			inet_ntop(AF_INET6, m->aaaa[i], a->addrbuf[m->na + i],
-				  sizeof(a->addrbuf[0]));
+			          sizeof(a->addrbuf[0]));
 	}
 	if (m->nmx > 0) {
 		a->nmx = m->nmx;
@@ -346,13 +339,15 @@ static struct dns_answer *
 dns_answer_merge(const struct dns_answer *x, const struct dns_answer *y)
 {
 	enum dns_status st =
-		dns_merge_rank[x->status] <= dns_merge_rank[y->status] ? x->status : y->status;
+	        dns_merge_rank[x->status] <= dns_merge_rank[y->status] ? x->status : y->status;
 	struct dns_answer *a = dns_answer_new(st, dns_min_u32(x->ttl, y->ttl));
 
 	if (x->naddrs + y->naddrs > 0) {
 		dns_answer_set_addrs(a, x->naddrs + y->naddrs);
-		memcpy(a->addrbuf, x->addrbuf, x->naddrs * sizeof(*a->addrbuf));
-		memcpy(a->addrbuf + x->naddrs, y->addrbuf, y->naddrs * sizeof(*a->addrbuf));
+		if (x->naddrs > 0)
+			memcpy(a->addrbuf, x->addrbuf, x->naddrs * sizeof(*a->addrbuf));
+		if (y->naddrs > 0)
+			memcpy(a->addrbuf + x->naddrs, y->addrbuf, y->naddrs * sizeof(*a->addrbuf));
 	}
 	return a;
 }
@@ -387,7 +382,7 @@ dns_query_ready(struct dns_query *q, struct dns_answer *ans, uint32_t ttl, bool 
 	q->from_cache = from_cache;
 	/* The header promises ttl 0 for results that say nothing about the name. */
 	q->ttl = ans->status == DNS_TIMEOUT || ans->status == DNS_ERROR ? 0 : ttl;
-	link_append(&dns->ready, &q->link);
+	dns_link_append(&dns->ready, &q->link);
 	event_active(dns->deliver, 0, 0);
 }
 
@@ -398,9 +393,9 @@ dns_on_deliver(evutil_socket_t fd, short what, void *arg)
 	struct dns_link batch;
 
 	/* Queries made by these callbacks wait for the next turn; cancels still find theirs. */
-	link_move(&dns->ready, &batch);
-	while (!link_empty(&batch)) {
-		struct dns_query *q = link_owner(batch.next, struct dns_query, link);
+	dns_link_move(&dns->ready, &batch);
+	while (!dns_link_empty(&batch)) {
+		struct dns_query *q = dns_link_owner(batch.next, struct dns_query, link);
 		struct dns_answer *a = q->ans;
 		struct dns_result res = {
 			.status = a->status,
@@ -414,7 +409,7 @@ dns_on_deliver(evutil_socket_t fd, short what, void *arg)
 			.nmx = a->nmx,
 		};
 
-		link_remove(&q->link);
+		dns_link_remove(&q->link);
 		dns_query_set_state(q, DNS_Q_DELIVERING);
 		q->cb(q->arg, &res);
 		dns_answer_unref(a);
@@ -432,12 +427,13 @@ dns_cancel(struct dns_query *q)
 	case DNS_Q_NEW:
 	case DNS_Q_WAITING:
 	case DNS_Q_READY:
-		link_remove(&q->link);
+		dns_link_remove(&q->link);
 		dns_answer_unref(q->ans);
 		free(q);
 		break;
 	case DNS_Q_DELIVERING:
-		/* Cancelling from its own callback: dns_on_deliver frees it when the callback returns. */
+		/* Cancelling from its own callback: dns_on_deliver frees it when the callback
+		 * returns. */
 		break;
 	}
 }
@@ -512,7 +508,7 @@ dns_entry_add(struct dns *dns, const char *key, enum dns_type type, uint32_t has
 	memcpy(e->name, key, len + 1);
 	e->hash = hash;
 	e->type = type;
-	link_init(&e->age);
+	dns_link_init(&e->age);
 	if (dns->nentries >= dns->nbuckets)
 		dns_table_grow(dns);
 	slot = &dns->buckets[hash & (dns->nbuckets - 1)];
@@ -539,7 +535,7 @@ dns_entry_remove(struct dns *dns, struct dns_entry *e)
 static void
 dns_entry_drop_answer(struct dns *dns, struct dns_entry *e)
 {
-	link_remove(&e->age);
+	dns_link_remove(&e->age);
 	dns_answer_unref(e->ans);
 	e->ans = NULL;
 	dns->ncached--;
@@ -560,11 +556,11 @@ dns_entry_store(struct dns *dns, struct dns_entry *e, struct dns_answer *ans, ui
 {
 	e->ans = dns_answer_ref(ans);
 	e->expires_ms = now_ms + (uint64_t)ans->ttl * 1000u;
-	link_append(&dns->aged, &e->age);
+	dns_link_append(&dns->aged, &e->age);
 	dns->ncached++;
 	/* Oldest first; expired ones at the head go too, since they are dead weight anyway. */
-	while (!link_empty(&dns->aged)) {
-		struct dns_entry *old = link_owner(dns->aged.next, struct dns_entry, age);
+	while (!dns_link_empty(&dns->aged)) {
+		struct dns_entry *old = dns_link_owner(dns->aged.next, struct dns_entry, age);
 
 		if (dns->ncached <= dns->opts.cache_max && old->expires_ms > now_ms)
 			break;
@@ -603,7 +599,7 @@ dns_on_sock(evutil_socket_t fd, short what, void *arg)
 
 	/* arg is dns, not the dns_sock: c-ares may close this socket while processing it. */
 	ares_process_fd(dns->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
-			(what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	                (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 	dns_timer_arm(dns);
 }
 
@@ -632,9 +628,10 @@ dns_on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 	} else {
 		event_free(s->ev);
 	}
-	s->ev = event_new(dns->base, fd,
-			  (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
-			  dns_on_sock, dns);
+	s->ev = event_new(
+	        dns->base, fd,
+	        (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
+	        dns_on_sock, dns);
 	if (s->ev == NULL || event_add(s->ev, NULL) == -1)
 		fatalx("dns: cannot watch socket %d", fd);
 }
@@ -643,7 +640,7 @@ dns_on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 
 static struct dns_answer *
 dns_answer_from_reply(struct dns *dns, const struct dns_part *p, int status,
-		      const unsigned char *abuf, int alen)
+                      const unsigned char *abuf, int alen)
 {
 	const char *name = p->flight->entry->name;
 	enum dnsmsg_err err;
@@ -654,7 +651,7 @@ dns_answer_from_reply(struct dns *dns, const struct dns_part *p, int status,
 		if (err == DNSMSG_OK)
 			return dns_answer_from_msg(&dns->opts, dns->msg);
 		log_warnx("dns name=%s rrtype=%d result=malformed reason=\"%s\"", name, p->rrtype,
-			  dnsmsg_err_str(err));
+		          dnsmsg_err_str(err));
 		return dns_answer_new(DNS_ERROR, 0);
 	}
 	for (size_t i = 0; i < sizeof(dns_ares_status) / sizeof(dns_ares_status[0]); i++) {
@@ -665,7 +662,7 @@ dns_answer_from_reply(struct dns *dns, const struct dns_part *p, int status,
 		}
 	}
 	log_warnx("dns name=%s rrtype=%d result=error reason=\"%s\"", name, p->rrtype,
-		  ares_strerror(status));
+	          ares_strerror(status));
 	return dns_answer_new(DNS_ERROR, 0);
 }
 
@@ -678,14 +675,14 @@ dns_flight_finish(struct dns *dns, struct dns_flight *f, struct dns_answer *ans)
 
 	if (log_debug_enabled())
 		log_debug("dns name=%s type=%s status=%s ttl=%u", e->name, dns_type_names[e->type],
-			  dns_status_str(ans->status), ans->ttl);
+		          dns_status_str(ans->status), ans->ttl);
 	e->flight = NULL;
 	if (!f->nocache && ans->ttl > 0 && dns->opts.cache_max > 0)
 		dns_entry_store(dns, e, ans, now_ms);
-	while (!link_empty(&f->waiters)) {
-		struct dns_query *q = link_owner(f->waiters.next, struct dns_query, link);
+	while (!dns_link_empty(&f->waiters)) {
+		struct dns_query *q = dns_link_owner(f->waiters.next, struct dns_query, link);
 
-		link_remove(&q->link);
+		dns_link_remove(&q->link);
 		dns_query_ready(q, ans, ans->ttl, false);
 	}
 	if (e->ans == NULL)
@@ -735,9 +732,9 @@ dns_flight_start(struct dns *dns, struct dns_entry *e, struct dns_query *q)
 	f->nparts = n;
 	f->pending = n;
 	f->started_us = dns_now_us();
-	link_init(&f->waiters);
+	dns_link_init(&f->waiters);
 	dns_query_set_state(q, DNS_Q_WAITING);
-	link_append(&f->waiters, &q->link);
+	dns_link_append(&f->waiters, &q->link);
 	e->flight = f;
 	for (unsigned i = 0; i < n; i++) {
 		f->parts[i].flight = f;
@@ -750,7 +747,7 @@ dns_flight_start(struct dns *dns, struct dns_entry *e, struct dns_query *q)
 	for (unsigned i = 0; i < n; i++) {
 		dns->stats.queries_sent++;
 		ares_query(dns->ch, e->name, DNSMSG_CLASS_IN, dns_type_parts[e->type].rrtype[i],
-			   dns_on_answer, &f->parts[i]);
+		           dns_on_answer, &f->parts[i]);
 	}
 	dns_timer_arm(dns);
 }
@@ -770,7 +767,7 @@ dns_lookup(struct dns *dns, const char *name, enum dns_type type, dns_cb cb, voi
 	q->cb = cb;
 	q->arg = arg;
 	q->state = DNS_Q_NEW;
-	link_init(&q->link);
+	dns_link_init(&q->link);
 	assert((size_t)type < sizeof(dns_type_parts) / sizeof(dns_type_parts[0]));
 	if (dns_key(name, key) == -1) {
 		struct dns_answer *bad = dns_answer_new(DNS_ERROR, 0);
@@ -787,14 +784,14 @@ dns_lookup(struct dns *dns, const char *name, enum dns_type type, dns_cb cb, voi
 		if (now_ms < e->expires_ms) {
 			dns->stats.cache_hits++;
 			dns_query_ready(q, e->ans, (uint32_t)((e->expires_ms - now_ms) / 1000u),
-					true);
+			                true);
 			return q;
 		}
 		dns_entry_drop_answer(dns, e);
 	}
 	if (e != NULL && e->flight != NULL) {
 		dns_query_set_state(q, DNS_Q_WAITING);
-		link_append(&e->flight->waiters, &q->link);
+		dns_link_append(&e->flight->waiters, &q->link);
 		return q;
 	}
 	if (e == NULL)
@@ -839,8 +836,8 @@ dns_new(struct event_base *base, const struct dns_opts *opts, const char **errst
 	dns->base = base;
 	dns->opts = *opts;
 	dns->opts.servers = NULL; /* not kept: the caller owns the string */
-	link_init(&dns->ready);
-	link_init(&dns->aged);
+	dns_link_init(&dns->ready);
+	dns_link_init(&dns->aged);
 	dns->nbuckets = DNS_BUCKETS_MIN;
 	dns->buckets = xcalloc(dns->nbuckets, sizeof(*dns->buckets));
 	dns->msg = xmalloc(sizeof(*dns->msg));
@@ -895,13 +892,16 @@ fail:
 static void
 dns_free_queries(struct dns_link *head)
 {
-	while (!link_empty(head)) {
-		struct dns_query *q = link_owner(head->next, struct dns_query, link);
+	struct dns_link *l, *next;
 
-		link_remove(&q->link);
+	for (l = head->next; l != head; l = next) {
+		struct dns_query *q = dns_link_owner(l, struct dns_query, link);
+
+		next = l->next;
 		dns_answer_unref(q->ans);
 		free(q);
 	}
+	dns_link_init(head);
 }
 
 void

@@ -64,7 +64,7 @@ typedef void (*dns_cb)(void *arg, const struct dns_result *res);
 
 /* Returns NULL and sets *errstr (static or owned by nobody) on a bad server list. */
 struct dns *dns_new(struct event_base *base, const struct dns_opts *opts, const char **errstr);
-/* Cancels every pending query without calling its callback, then frees. */
+/* Cancels every pending query without calling its callback, then frees. Not from a callback. */
 void dns_free(struct dns *dns);
 
 /*

@@ -49,6 +49,7 @@ static const char *const dnsmsg_err_names[] = {
 	[DNSMSG_E_QUESTION] = "question does not match",
 	[DNSMSG_E_TOO_MANY] = "too many answers",
 	[DNSMSG_E_CNAME_LOOP] = "CNAME chain too long",
+	[DNSMSG_E_TRUNCATED] = "truncated (TC)",
 };
 
 const char *
@@ -191,7 +192,7 @@ dnsmsg_name_str(const struct dnsmsg_name *name, bool lower, char *out, size_t ou
 /* Reads an RR's owner and fixed fields at *off, checks RDLENGTH, moves *off past the RR. */
 static enum dnsmsg_err
 dnsmsg_rr_read(const struct dnsmsg_in *in, size_t *off, struct dnsmsg_rr *rr,
-	       struct dnsmsg_name *owner)
+               struct dnsmsg_name *owner)
 {
 	enum dnsmsg_err err;
 	const uint8_t *p;
@@ -302,7 +303,7 @@ dnsmsg_collect_mx(const struct dnsmsg_in *in, const struct dnsmsg_rr *rr, struct
 }
 
 typedef enum dnsmsg_err (*dnsmsg_collect_fn)(const struct dnsmsg_in *in, const struct dnsmsg_rr *rr,
-					     struct dnsmsg *out);
+                                             struct dnsmsg *out);
 
 static const struct {
 	uint16_t type;
@@ -336,7 +337,7 @@ struct dnsmsg_cname {
  */
 static enum dnsmsg_err
 dnsmsg_scan_answers(const struct dnsmsg_in *in, size_t off, unsigned ancount,
-		    struct dnsmsg_cname *cn, size_t *ncn, size_t *next)
+                    struct dnsmsg_cname *cn, size_t *ncn, size_t *next)
 {
 	struct dnsmsg_name owner, target;
 	struct dnsmsg_rr rr;
@@ -371,7 +372,7 @@ dnsmsg_scan_answers(const struct dnsmsg_in *in, size_t off, unsigned ancount,
  */
 static enum dnsmsg_err
 dnsmsg_follow(const struct dnsmsg_in *in, const struct dnsmsg_cname *cn, size_t ncn,
-	      struct dnsmsg_name *cur, struct dnsmsg *out)
+              struct dnsmsg_name *cur, struct dnsmsg *out)
 {
 	struct dnsmsg_name owner;
 
@@ -398,7 +399,7 @@ dnsmsg_follow(const struct dnsmsg_in *in, const struct dnsmsg_cname *cn, size_t 
 /* Collects the answer RRs of qtype owned by the chain's target; the scan checked every RR. */
 static enum dnsmsg_err
 dnsmsg_collect(const struct dnsmsg_in *in, size_t off, unsigned ancount, uint16_t qtype,
-	       const struct dnsmsg_name *target, struct dnsmsg *out, size_t *nused)
+               const struct dnsmsg_name *target, struct dnsmsg *out, size_t *nused)
 {
 	dnsmsg_collect_fn collect = dnsmsg_collector(qtype);
 	struct dnsmsg_name owner;
@@ -408,7 +409,8 @@ dnsmsg_collect(const struct dnsmsg_in *in, size_t off, unsigned ancount, uint16_
 	*nused = 0;
 	for (unsigned i = 0; i < ancount; i++) {
 		dnsmsg_rr_read(in, &off, &rr, &owner);
-		if (rr.type != qtype || rr.class != DNSMSG_CLASS_IN || !dnsmsg_name_eq(&owner, target))
+		if (rr.type != qtype || rr.class != DNSMSG_CLASS_IN ||
+		    !dnsmsg_name_eq(&owner, target))
 			continue;
 		if ((err = collect(in, &rr, out)) != DNSMSG_OK)
 			return err;
@@ -449,7 +451,6 @@ dnsmsg_reset(struct dnsmsg *out)
 {
 	out->id = 0;
 	out->rcode = 0;
-	out->truncated = false;
 	out->status = DNS_ERROR;
 	out->ttl = 0;
 	out->ttl_known = false;
@@ -477,8 +478,10 @@ dnsmsg_parse_body(const struct dnsmsg_in *in, uint16_t qtype, struct dnsmsg *out
 		return DNSMSG_E_NOT_RESPONSE;
 	if (dnsmsg_collector(qtype) == NULL)
 		return DNSMSG_E_QUESTION;
+	/* c-ares retries a truncated answer over TCP; one that still gets here proves nothing. */
+	if (in->msg[2] & 0x02)
+		return DNSMSG_E_TRUNCATED;
 	out->id = get16(in->msg);
-	out->truncated = (in->msg[2] & 0x02) != 0;
 	out->rcode = in->msg[3] & 0x0f;
 	qdcount = get16(in->msg + 4);
 	ancount = get16(in->msg + 6);

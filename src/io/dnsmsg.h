@@ -35,6 +35,7 @@ enum dnsmsg_err {
 	DNSMSG_E_QUESTION,     /* not exactly one question, or not the type/class asked */
 	DNSMSG_E_TOO_MANY,     /* more answers than the caps above */
 	DNSMSG_E_CNAME_LOOP,   /* CNAME chain longer than DNSMSG_CNAME_MAX */
+	DNSMSG_E_TRUNCATED,    /* TC bit: RRs may be missing, so neither data nor absence holds */
 };
 
 /*
@@ -43,8 +44,7 @@ enum dnsmsg_err {
  */
 struct dnsmsg {
 	uint16_t id;
-	unsigned rcode;      /* header RCODE (4 bits) */
-	bool truncated;      /* TC bit */
+	unsigned rcode;         /* header RCODE (4 bits) */
 	enum dns_status status; /* OK, NXDOMAIN, NODATA or SERVFAIL; ERROR when parsing failed */
 	/*
 	 * OK: minimum TTL over the CNAMEs followed and the answer RRs collected.

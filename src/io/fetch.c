@@ -85,12 +85,13 @@ struct fetch_sock {
 };
 
 TAILQ_HEAD(fetch_req_list, fetch_req);
+LIST_HEAD(fetch_sock_list, fetch_sock);
 
 struct fetch {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer; /* the one timer curl asks for */
-	LIST_HEAD(, fetch_sock) socks;
+	struct fetch_sock_list socks;
 
 	char *ca_file;
 	char *user_agent;
@@ -103,7 +104,7 @@ struct fetch {
 	struct fetch_req_list failed;
 	unsigned nrunning;
 
-	unsigned busy; /* > 0 while a user callback runs: fetch_free waits for it */
+	unsigned busy; /* > 0 while completions are dispatched: fetch_free waits for it */
 	bool dying;
 };
 
@@ -677,9 +678,9 @@ fetch_req_build(struct fetch_req *req, unsigned port, const char *path, const ch
 	req->url = xasprintf("https://%s:%u%s", req->host, port, path);
 	req->easy = curl_easy_init();
 	/*
-	 * A private DNS cache per request: the RESOLVE entry is the only thing in it, it cannot
-	 * be seen by a concurrent fetch of the same name with other addresses, and it goes away
-	 * with the request instead of piling up in the multi handle's shared cache.
+	 * A private DNS cache per request, so its RESOLVE entry goes away with it: in the multi
+	 * handle's shared cache such entries are permanent and would pile up, one per host ever
+	 * fetched. Concurrent fetches of one name with other addresses cannot see it either.
 	 */
 	req->share = curl_share_init();
 	if (req->resolve == NULL || req->easy == NULL || req->share == NULL)

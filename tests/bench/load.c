@@ -34,16 +34,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOAD_CONNS_MAX     4096
-#define LOAD_KEY_MAX       1024     /* bytes of one key */
-#define LOAD_KEYS_MAX      20000000 /* lines of a key file */
-#define LOAD_REPLY_MAX     16384    /* reply payload we accept; longer is a framing error */
-#define LOAD_RBUF          (LOAD_REPLY_MAX + 16)
-#define LOAD_DRAIN_MS      5000 /* after the end, wait this long for outstanding replies */
-#define LOAD_CONNECT_MS    2000
-#define LOAD_RECONNECTS    1000 /* over the whole run; more means the server is broken */
-#define LOAD_DURATION_MAX  86400.0
-#define LOAD_EVENTS        256
+#define LOAD_CONNS_MAX    4096
+#define LOAD_KEY_MAX      1024     /* bytes of one key */
+#define LOAD_KEYS_MAX     20000000 /* lines of a key file */
+#define LOAD_REPLY_MAX    16384    /* reply payload we accept; longer is a framing error */
+#define LOAD_RBUF         (LOAD_REPLY_MAX + 16)
+#define LOAD_DRAIN_MS     5000 /* after the end, wait this long for outstanding replies */
+#define LOAD_CONNECT_MS   2000
+#define LOAD_RECONNECTS   1000 /* over the whole run; more means the server is broken */
+#define LOAD_DURATION_MAX 86400.0
+#define LOAD_EVENTS       256
 
 /* ---- histogram ------------------------------------------------------------------------------ */
 
@@ -126,8 +126,8 @@ struct keys {
 };
 
 static int
-keys_add(struct keys *k, size_t *cap, size_t *acap, size_t *alen, const char *map,
-	 const char *key, size_t keylen)
+keys_add(struct keys *k, size_t *cap, size_t *acap, size_t *alen, const char *map, const char *key,
+         size_t keylen)
 {
 	size_t payload = strlen(map) + 1 + keylen;
 	size_t need = payload + 24;
@@ -176,7 +176,7 @@ keys_load(struct keys *k, const char *path, const char *single, const char *map)
 		size_t len = strlen(line);
 		if (len > 0 && line[len - 1] != '\n' && !feof(f)) {
 			fprintf(stderr, "load: %s:%zu: key longer than %d bytes\n", path, lineno,
-				LOAD_KEY_MAX);
+			        LOAD_KEY_MAX);
 			goto fail;
 		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -444,7 +444,8 @@ conn_write(struct run *r, struct conn *c)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (c->state != CONN_WRITING) {
-				struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+				struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT,
+					                  .data.ptr = c };
 				epoll_ctl(r->ep, EPOLL_CTL_MOD, c->fd, &ev);
 				c->state = CONN_WRITING;
 			}
@@ -491,10 +492,8 @@ classify(const char *p, size_t len)
 		size_t len;
 		enum reply_class cls;
 	} table[] = {
-		{ "OK ", 3, REPLY_OK },
-		{ "NOTFOUND ", 9, REPLY_NOTFOUND },
-		{ "TEMP ", 5, REPLY_TEMP },
-		{ "PERM ", 5, REPLY_PERM },
+		{ "OK ", 3, REPLY_OK },           { "NOTFOUND ", 9, REPLY_NOTFOUND },
+		{ "TEMP ", 5, REPLY_TEMP },       { "PERM ", 5, REPLY_PERM },
 		{ "TIMEOUT ", 8, REPLY_TIMEOUT },
 	};
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
@@ -599,11 +598,11 @@ static void
 json_hist(FILE *out, const char *name, const struct hist *h)
 {
 	fprintf(out,
-		"\"%s\":{\"n\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-		"\"p999\":%.1f,\"max\":%.1f}",
-		name, h->n, h->n ? us((uint64_t)(h->sum / (double)h->n)) : 0.0,
-		us(hist_quantile(h, 0.50)), us(hist_quantile(h, 0.90)), us(hist_quantile(h, 0.99)),
-		us(hist_quantile(h, 0.999)), us(h->max));
+	        "\"%s\":{\"n\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+	        "\"p999\":%.1f,\"max\":%.1f}",
+	        name, h->n, h->n ? us((uint64_t)(h->sum / (double)h->n)) : 0.0,
+	        us(hist_quantile(h, 0.50)), us(hist_quantile(h, 0.90)), us(hist_quantile(h, 0.99)),
+	        us(hist_quantile(h, 0.999)), us(h->max));
 }
 
 static uint64_t
@@ -621,7 +620,7 @@ report(struct run *r, double elapsed)
 	const struct opts *o = &r->o;
 	double rps = elapsed > 0 ? (double)r->recorded / elapsed : 0.0;
 	uint64_t bad = error_total(r) + r->replies[REPLY_TEMP] + r->replies[REPLY_PERM] +
-		       r->replies[REPLY_TIMEOUT] + r->replies[REPLY_OTHER];
+	               r->replies[REPLY_TIMEOUT] + r->replies[REPLY_OTHER];
 	double ok_ratio = r->recorded ? (double)r->replies[REPLY_OK] / (double)r->recorded : 0.0;
 	bool sane = bad <= o->max_errors && r->recorded > 0;
 	if (o->expect_ok >= 0 && fabs(ok_ratio - o->expect_ok) > o->tolerance)
@@ -635,8 +634,8 @@ report(struct run *r, double elapsed)
 		       us(hist_quantile(&r->all, 0.50)), us(hist_quantile(&r->all, 0.99)),
 		       us(hist_quantile(&r->all, 0.999)), us(r->all.max), r->recorded,
 		       r->replies[REPLY_OK], r->replies[REPLY_NOTFOUND], r->replies[REPLY_TEMP],
-		       r->replies[REPLY_PERM], error_total(r) + r->replies[REPLY_TIMEOUT] +
-						       r->replies[REPLY_OTHER],
+		       r->replies[REPLY_PERM],
+		       error_total(r) + r->replies[REPLY_TIMEOUT] + r->replies[REPLY_OTHER],
 		       sane ? "" : "  SANITY CHECK FAILED");
 	}
 	printf("{\"tool\":\"load\",\"label\":\"%s\",\"conns\":%u,\"cold\":%s,\"keys\":%zu,"
@@ -666,21 +665,25 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"usage: load [-c K] [-d SECONDS | -n REQUESTS] [-w WARMUP] (-a HOST:PORT | -u PATH)\n"
-		"            [-m MAP] (-k FILE | -K KEY) [--cold] [--label TEXT]\n"
-		"            [--expect-ok-ratio R] [--tolerance T] [--max-errors N] [-q]\n"
-		"  -c K        concurrent connections, one request outstanding on each (default 1)\n"
-		"  -d SECONDS  run this long (default 10); -n REQUESTS: stop after this many\n"
-		"  -w SECONDS  warm-up before recording (with -d; default 0)\n"
-		"  -a / -u     socketmap server: TCP HOST:PORT, or a unix socket path\n"
-		"  -m MAP      map name sent before each key (default postfix)\n"
-		"  -k FILE     keys, one per line (# comments), used in order and cycled\n"
-		"  -K KEY      one key, repeated\n"
-		"  --cold      use every key once, then stop (a connection closes when none is left)\n"
-		"  --expect-ok-ratio R  fail unless OK/replies is R +- --tolerance (default 0.02)\n"
-		"  --max-errors N       fail when errors+TEMP+PERM+TIMEOUT+other exceed N (default 0)\n"
-		"  --label TEXT         name echoed in both output lines\n"
-		"  -q          JSON line only\n");
+	        "usage: load [-c K] [-d SECONDS | -n REQUESTS] [-w WARMUP] (-a HOST:PORT | -u "
+	        "PATH)\n"
+	        "            [-m MAP] (-k FILE | -K KEY) [--cold] [--label TEXT]\n"
+	        "            [--expect-ok-ratio R] [--tolerance T] [--max-errors N] [-q]\n"
+	        "  -c K        concurrent connections, one request outstanding on each (default "
+	        "1)\n"
+	        "  -d SECONDS  run this long (default 10); -n REQUESTS: stop after this many\n"
+	        "  -w SECONDS  warm-up before recording (with -d; default 0)\n"
+	        "  -a / -u     socketmap server: TCP HOST:PORT, or a unix socket path\n"
+	        "  -m MAP      map name sent before each key (default postfix)\n"
+	        "  -k FILE     keys, one per line (# comments), used in order and cycled\n"
+	        "  -K KEY      one key, repeated\n"
+	        "  --cold      use every key once, then stop (a connection closes when none is "
+	        "left)\n"
+	        "  --expect-ok-ratio R  fail unless OK/replies is R +- --tolerance (default 0.02)\n"
+	        "  --max-errors N       fail when errors+TEMP+PERM+TIMEOUT+other exceed N (default "
+	        "0)\n"
+	        "  --label TEXT         name echoed in both output lines\n"
+	        "  -q          JSON line only\n");
 }
 
 static int
@@ -722,8 +725,9 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	*o = (struct opts){ .conns = 1, .duration = 10.0, .map = "postfix", .expect_ok = -1.0,
-			    .tolerance = 0.02 };
+	*o = (struct opts){
+		.conns = 1, .duration = 10.0, .map = "postfix", .expect_ok = -1.0, .tolerance = 0.02
+	};
 	bool have_d = false;
 	int ch;
 	uint64_t u;
@@ -835,7 +839,7 @@ main(int argc, char **argv)
 		struct conn *c = &r.conns[i];
 		if (conn_open(&r, c) == -1) {
 			fprintf(stderr, "load: cannot connect to %s\n",
-				r.o.addr ? r.o.addr : r.o.unix_path);
+			        r.o.addr ? r.o.addr : r.o.unix_path);
 			return 2;
 		}
 		c->state = CONN_IDLE;
@@ -890,8 +894,8 @@ main(int argc, char **argv)
 			r.errors[ERR_UNFINISHED]++;
 		conn_done(&r, c);
 	}
-	/* Cold runs end when the keys do, so they are timed to the last reply; timed runs to it too,
-	 * which adds at most one reply's wait to the window. */
+	/* Cold runs end when the keys do, so they are timed to the last reply; timed runs to it
+	 * too, which adds at most one reply's wait to the window. */
 	double elapsed = (double)(r.last_done - r.measure_from) / 1e9;
 	int rc = report(&r, elapsed);
 	close(r.ep);

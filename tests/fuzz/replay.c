@@ -1,4 +1,6 @@
 /* replay.c: runs a fuzz target over its committed corpus as a TAP test (no libFuzzer). */
+#include "config.h"
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -368,8 +368,7 @@ build_aaaa(struct mb *m)
 {
 	mb_header(m, FL_RESPONSE, 1, 1, 0, 0);
 	mb_question(m, "mta-sts.example.com", DNSMSG_TYPE_AAAA);
-	mb_addr(m, DNSMSG_TYPE_AAAA, 0x80000001u, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01",
-		16);
+	mb_addr(m, DNSMSG_TYPE_AAAA, 0x80000001u, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
 }
 
 static void
@@ -471,6 +470,18 @@ check_txt_empty(const struct dnsmsg *d)
 {
 	assert_int_equal(d->txt[0].len, 0);
 	assert_true(d->txt[0].record_start);
+}
+
+/* With TC set, a lone TXT may be one of two: not an answer either way. */
+static void
+build_truncated_tc(struct mb *m)
+{
+	static const char *const r[] = { "v=STSv1; id=1", NULL };
+
+	mb_header(m, FL_RESPONSE | 0x0200, 1, 1, 0, 0);
+	mb_question(m, "example", DNSMSG_TYPE_TXT);
+	mb_u16(m, 0xc000 | QNAME_OFF);
+	mb_txt(m, 30, r);
 }
 
 static void
@@ -794,8 +805,7 @@ static const struct dnsmsg_case cases[] = {
 	{ "cname_nodata", build_cname_nodata, T_TXT, DNSMSG_OK, DNS_NODATA, 20, true, 0, 0, 0, 1,
 	  NULL },
 	{ "mx", build_mx, T_MX, DNSMSG_OK, DNS_OK, 1800, true, 0, 0, 2, 0, check_mx },
-	{ "null_mx", build_null_mx, T_MX, DNSMSG_OK, DNS_OK, 600, true, 0, 0, 1, 0,
-	  check_null_mx },
+	{ "null_mx", build_null_mx, T_MX, DNSMSG_OK, DNS_OK, 600, true, 0, 0, 1, 0, check_null_mx },
 	{ "mx_escape", build_mx_escape, T_MX, DNSMSG_OK, DNS_OK, 600, true, 0, 0, 1, 0,
 	  check_mx_escape },
 	{ "a", build_a, T_A, DNSMSG_OK, DNS_OK, 60, true, 0, 2, 0, 0, check_a },
@@ -817,6 +827,8 @@ static const struct dnsmsg_case cases[] = {
 	{ "txt_empty_rdata", build_txt_empty_rdata, T_TXT, DNSMSG_OK, DNS_OK, 30, true, 1, 0, 0, 0,
 	  check_txt_empty },
 	{ "label_63", build_label_63, T_TXT, DNSMSG_OK, DNS_OK, 5, true, 1, 0, 0, 0, NULL },
+	{ "truncated_tc", build_truncated_tc, T_TXT, DNSMSG_E_TRUNCATED, DNS_ERROR, 0, false, 0, 0,
+	  0, 0, NULL },
 	{ "short_header", build_short_header, T_TXT, DNSMSG_E_SHORT, DNS_ERROR, 0, false, 0, 0, 0,
 	  0, NULL },
 	{ "short_question", build_short_question, T_TXT, DNSMSG_E_SHORT, DNS_ERROR, 0, false, 0, 0,
@@ -861,8 +873,8 @@ static const struct dnsmsg_case cases[] = {
 	  0, NULL },
 	{ "missing_answers", build_missing_answers, T_TXT, DNSMSG_E_SHORT, DNS_ERROR, 0, false, 0,
 	  0, 0, 0, NULL },
-	{ "bad_second_rr", build_bad_second_rr, T_TXT, DNSMSG_E_SHORT, DNS_ERROR, 0, false, 0, 0,
-	  0, 0, NULL },
+	{ "bad_second_rr", build_bad_second_rr, T_TXT, DNSMSG_E_SHORT, DNS_ERROR, 0, false, 0, 0, 0,
+	  0, NULL },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -889,7 +901,7 @@ test_case(void **state)
 	err = dnsmsg_parse(m->b, m->n, c->qtype, d);
 	if (err != c->err)
 		fail_msg("%s: got %s, want %s", c->name, dnsmsg_err_str(err),
-			 dnsmsg_err_str(c->err));
+		         dnsmsg_err_str(c->err));
 	assert_int_equal(d->status, c->status);
 	assert_int_equal(d->ttl, c->ttl);
 	assert_int_equal(d->ttl_known, c->ttl_known);
@@ -950,8 +962,8 @@ test_mutations(void **state)
 				if (dnsmsg_parse(copy, m->n, cases[i].qtype, d) == DNSMSG_OK) {
 					for (size_t t = 0; t < d->ntxt; t++)
 						assert_true(d->txt[t].data >= copy &&
-							    d->txt[t].data + d->txt[t].len <=
-								    copy + m->n);
+						            d->txt[t].data + d->txt[t].len <=
+						                    copy + m->n);
 					for (size_t x = 0; x < d->nmx; x++)
 						assert_true(strlen(d->mx[x].host) < 256);
 				}

@@ -18,7 +18,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,10 +84,10 @@ static const char *const leaves[] = {
 	"multi --dns '*.multi.test'",
 };
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int
-sh(const char *fmt, ...)
+shell(const char *fmt, ...)
 {
 	va_list ap;
 	char *cmd;
@@ -135,33 +134,32 @@ write_body(const char *name, size_t len)
 	return rc;
 }
 
-static unsigned
-free_port(int family)
+/* n distinct ports the kernel just handed out on 127.0.0.1; nginx binds them a moment later. */
+static int
+free_ports(unsigned *ports, size_t n)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	int fd = socket(family, SOCK_STREAM, 0);
-	unsigned port = 0;
+	int fds[8];
+	int rc = 0;
 
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	assert_true(n <= sizeof(fds) / sizeof(fds[0]));
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_in in = { .sin_family = AF_INET };
+		socklen_t len = sizeof(in);
 
-		in6->sin6_family = AF_INET6;
-		in6->sin6_addr = in6addr_loopback;
-	} else {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		ports[i] = 0;
+		if (fds[i] != -1 && bind(fds[i], (struct sockaddr *)&in, sizeof(in)) == 0 &&
+		    getsockname(fds[i], (struct sockaddr *)&in, &len) == 0)
+			ports[i] = ntohs(in.sin_port);
+		if (ports[i] == 0)
+			rc = -1;
 	}
-	if (fd != -1 && bind(fd, (struct sockaddr *)&ss, sizeof(ss)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
-		port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-		                                : ((struct sockaddr_in *)&ss)->sin_port);
-	if (fd != -1)
-		close(fd);
-	return port;
+	/* All held open until here, so no two are the same. */
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+	return rc;
 }
 
 /* Whether [::1]:port can be bound, so nginx may listen there too. */
@@ -341,6 +339,18 @@ stop_child(pid_t *pid)
 	*pid = 0;
 }
 
+/* A server alone on its port, serving the good certificate with other TLS versions. */
+static void
+write_port_server(FILE *fp, unsigned port, const char *protocols)
+{
+	fprintf(fp,
+	        "  server {\n    listen 127.0.0.1:%u ssl default_server;\n"
+	        "    ssl_protocols %s;\n"
+	        "    ssl_certificate %s/good.chain.crt;\n    ssl_certificate_key %s/good.key;\n"
+	        "    include %s/locations.conf;\n  }\n",
+	        port, protocols, W.dir, W.dir, W.dir);
+}
+
 static int
 write_nginx_conf(void)
 {
@@ -376,16 +386,10 @@ write_nginx_conf(void)
 		        "    ssl_certificate_key %s/%s;\n    include %s/locations.conf;\n  }\n",
 		        vhosts[i].server_name, W.dir, vhosts[i].cert, W.dir, vhosts[i].key, W.dir);
 	}
-	fprintf(fp,
-	        "  server {\n    listen 127.0.0.1:%1$u ssl default_server;\n"
-	        "    ssl_protocols TLSv1 TLSv1.1;\n    ssl_ciphers DEFAULT:@SECLEVEL=0;\n"
-	        "    ssl_certificate %3$s/good.chain.crt;\n    ssl_certificate_key %3$s/good.key;\n"
-	        "    include %3$s/locations.conf;\n  }\n"
-	        "  server {\n    listen 127.0.0.1:%2$u ssl default_server;\n"
-	        "    ssl_protocols TLSv1.2;\n"
-	        "    ssl_certificate %3$s/good.chain.crt;\n    ssl_certificate_key %3$s/good.key;\n"
-	        "    include %3$s/locations.conf;\n  }\n}\n",
-	        W.port_old, W.port_12, W.dir);
+	/* Ports of their own, each its port's default server, so its protocol list surely holds. */
+	write_port_server(fp, W.port_old, "TLSv1 TLSv1.1;\n    ssl_ciphers DEFAULT:@SECLEVEL=0");
+	write_port_server(fp, W.port_12, "TLSv1.2");
+	fputs("}\n", fp);
 	fclose(fp);
 	rc = write_file("nginx.conf", conf, len);
 	free(conf);
@@ -430,22 +434,36 @@ mkca_path(void)
 }
 
 static int
+world_teardown(void **state)
+{
+	stop_child(&W.nginx);
+	stop_child(&W.upstream);
+	if (W.dir != NULL && getenv("KEEP_WORLD") == NULL)
+		shell("rm -rf '%s'", W.dir);
+	free(W.dir);
+	free(W.ca);
+	memset(&W, 0, sizeof(W));
+	return 0;
+}
+
+static int
 world_setup(void **state)
 {
 	char tmpl[] = "/tmp/mtasts-fetch-XXXXXX";
 	char *mkca = mkca_path();
+	unsigned ports[4];
 	int rc = -1;
 
 	if (mkdtemp(tmpl) == NULL)
 		goto fail;
 	W.dir = xstrdup(tmpl);
 	W.ca = xasprintf("%s/ca.crt", W.dir);
-	if (sh("sh '%s' init '%s'", mkca, W.dir) != 0)
+	if (shell("sh '%s' init '%s'", mkca, W.dir) != 0)
 		goto fail;
 	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++)
-		if (sh("sh '%s' leaf '%s' %s", mkca, W.dir, leaves[i]) != 0)
+		if (shell("sh '%s' leaf '%s' %s", mkca, W.dir, leaves[i]) != 0)
 			goto fail;
-	if (sh("mkdir -p '%1$s/www/.well-known' '%1$s/www/chunked' '%1$s/tmp'", W.dir) != 0 ||
+	if (shell("mkdir -p '%1$s/www/.well-known' '%1$s/www/chunked' '%1$s/tmp'", W.dir) != 0 ||
 	    write_file("www/.well-known/mta-sts.txt", POLICY, strlen(POLICY)) == -1 ||
 	    write_body("www/64k.txt", BODY_MAX) == -1 ||
 	    write_body("www/64k1.txt", BODY_MAX + 1) == -1 ||
@@ -454,13 +472,14 @@ world_setup(void **state)
 	    write_body("www/stall.txt", 4096) == -1)
 		goto fail;
 
-	W.port = free_port(AF_INET);
-	W.port_old = free_port(AF_INET);
-	W.port_12 = free_port(AF_INET);
-	W.port_up = free_port(AF_INET);
+	if (free_ports(ports, 4) == -1)
+		goto fail;
+	W.port = ports[0];
+	W.port_old = ports[1];
+	W.port_12 = ports[2];
+	W.port_up = ports[3];
 	W.have_v6 = v6_port_free(W.port);
-	if (W.port == 0 || W.port_old == 0 || W.port_12 == 0 || W.port_up == 0 ||
-	    write_nginx_conf() == -1)
+	if (write_nginx_conf() == -1)
 		goto fail;
 	W.upstream = spawn_upstream(W.port_up);
 	if (W.upstream <= 0)
@@ -469,28 +488,17 @@ world_setup(void **state)
 	if (W.nginx <= 0 || wait_listening(W.port, W.nginx) == -1 ||
 	    wait_listening(W.port_old, W.nginx) == -1 || wait_listening(W.port_12, W.nginx) == -1) {
 		fprintf(stderr, "nginx did not start; its log:\n");
-		sh("cat '%1$s/nginx.out' '%1$s/error.log' >&2", W.dir);
+		shell("cat '%1$s/nginx.out' '%1$s/error.log' >&2", W.dir);
 		goto fail;
 	}
 	rc = 0;
 fail:
-	if (rc == -1 && W.dir != NULL)
-		sh("tail -n 20 '%s/openssl.log' >&2 2>/dev/null", W.dir);
+	if (rc == -1 && W.dir != NULL) {
+		shell("tail -n 20 '%s/openssl.log' >&2 2>/dev/null", W.dir);
+		world_teardown(state); /* cmocka skips the group teardown after a failed setup */
+	}
 	free(mkca);
 	return rc;
-}
-
-static int
-world_teardown(void **state)
-{
-	stop_child(&W.nginx);
-	stop_child(&W.upstream);
-	if (W.dir != NULL && getenv("KEEP_WORLD") == NULL)
-		sh("rm -rf '%s'", W.dir);
-	free(W.dir);
-	free(W.ca);
-	memset(&W, 0, sizeof(W));
-	return 0;
 }
 
 /* ---- running fetches ---- */
@@ -527,6 +535,8 @@ struct got {
 	bool cancel_self;
 };
 
+static struct run R;
+
 static void
 run_init(struct run *r, unsigned timeout_ms, unsigned max_parallel)
 {
@@ -545,11 +555,18 @@ run_init(struct run *r, unsigned timeout_ms, unsigned max_parallel)
 	assert_non_null(r->f);
 }
 
-static void
-run_done(struct run *r)
+/*
+ * Every test's teardown, so that a failed assertion (which longjmps out of the test) still
+ * cancels its fetches before their callbacks could write to the test's dead stack frame.
+ */
+static int
+run_teardown(void **state)
 {
-	fetch_free(r->f);
-	event_base_free(r->base);
+	fetch_free(R.f);
+	if (R.base != NULL)
+		event_base_free(R.base);
+	memset(&R, 0, sizeof(R));
+	return 0;
 }
 
 static char *
@@ -867,7 +884,7 @@ test_case(void **state)
 	unsigned timeout = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
 	const char *const *addrs = c->addrs[0] != NULL ? c->addrs : addr_v4;
 	size_t naddrs = 0;
-	struct run r;
+	struct run *r = &R;
 	struct got g = { 0 };
 
 	if (addrs == addr_v4)
@@ -875,9 +892,9 @@ test_case(void **state)
 	else
 		while (naddrs < 3 && addrs[naddrs] != NULL)
 			naddrs++;
-	run_init(&r, timeout, 4);
-	start(&r, &g, c->host, case_port(c->port), c->path, addrs, naddrs);
-	run_wait(&r, WAIT_MS);
+	run_init(r, timeout, 4);
+	start(r, &g, c->host, case_port(c->port), c->path, addrs, naddrs);
+	run_wait(r, WAIT_MS);
 
 	CHECK(c, g.calls == 1);
 	CHECK(c, !g.in_start);
@@ -902,7 +919,6 @@ test_case(void **state)
 	if (c->want_subject != NULL && c->want_subject[0] != '\0')
 		CHECK(c, g.issuer[0] != '\0' && g.not_after[0] != '\0');
 	got_free(&g);
-	run_done(&r);
 }
 
 /* ---- behaviour around the calls ---- */
@@ -911,20 +927,19 @@ static void
 test_ipv6_address(void **state)
 {
 	static const char *const v6[] = { "::1" };
-	struct run r;
+	struct run *r = &R;
 	struct got g = { 0 };
 
 	if (!W.have_v6)
 		skip();
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
-	start(&r, &g, GOOD, W.port, POLICY_URL, v6, 1);
-	run_wait(&r, WAIT_MS);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
+	start(r, &g, GOOD, W.port, POLICY_URL, v6, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.status, FETCH_OK);
 	assert_string_equal(g.remote, "::1");
 	assert_string_equal(g.body, POLICY);
 	got_free(&g);
-	run_done(&r);
 }
 
 /* Two fetches of one name with different addresses at once must not share the RESOLVE entry. */
@@ -932,13 +947,13 @@ static void
 test_same_host_isolated(void **state)
 {
 	static const char *const dead[] = { "127.0.0.3" };
-	struct run r;
+	struct run *r = &R;
 	struct got a = { 0 }, b = { 0 };
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
-	start(&r, &a, GOOD, W.port, POLICY_URL, dead, 1);
-	start(&r, &b, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	run_wait(&r, WAIT_MS);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
+	start(r, &a, GOOD, W.port, POLICY_URL, dead, 1);
+	start(r, &b, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(b.calls, 1);
 	assert_int_equal(a.status, FETCH_CONNECT);
@@ -946,7 +961,6 @@ test_same_host_isolated(void **state)
 	assert_string_equal(b.remote, "127.0.0.1");
 	got_free(&a);
 	got_free(&b);
-	run_done(&r);
 }
 
 /* The last access.log line for uri, waiting a little since nginx logs after responding. */
@@ -978,13 +992,13 @@ access_line(const char *uri)
 static void
 test_request_headers(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got g = { 0 };
 	char *line;
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
-	start(&r, &g, GOOD, W.port, "/.well-known/mta-sts.txt?headers", addr_v4, 1);
-	run_wait(&r, WAIT_MS);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
+	start(r, &g, GOOD, W.port, "/.well-known/mta-sts.txt?headers", addr_v4, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(g.status, FETCH_OK);
 	line = access_line("/.well-known/mta-sts.txt?headers");
 	assert_non_null(line);
@@ -993,37 +1007,35 @@ test_request_headers(void **state)
 	assert_non_null(strstr(line, "ims=\"-\" inm=\"-\""));
 	free(line);
 	got_free(&g);
-	run_done(&r);
 }
 
 static void
 test_zero_addrs(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got g = { 0 };
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
-	start(&r, &g, GOOD, W.port, POLICY_URL, addr_v4, 0);
-	run_wait(&r, WAIT_MS);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
+	start(r, &g, GOOD, W.port, POLICY_URL, addr_v4, 0);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(g.calls, 1);
 	assert_false(g.in_start);
 	assert_int_equal(g.status, FETCH_ERROR);
 	got_free(&g);
-	run_done(&r);
 }
 
 /* max_parallel 1: the second fetch waits until the first one is over. */
 static void
 test_queue(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got slow = { 0 }, quick = { 0 }, third = { 0 };
 
-	run_init(&r, STALL_TIMEOUT_MS, 1);
-	start(&r, &slow, GOOD, W.port, "/up/hang", addr_v4, 1);
-	start(&r, &quick, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	start(&r, &third, GOOD, W.port, "/500", addr_v4, 1);
-	run_wait(&r, WAIT_MS);
+	run_init(r, STALL_TIMEOUT_MS, 1);
+	start(r, &slow, GOOD, W.port, "/up/hang", addr_v4, 1);
+	start(r, &quick, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	start(r, &third, GOOD, W.port, "/500", addr_v4, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(slow.calls, 1);
 	assert_int_equal(quick.calls, 1);
 	assert_int_equal(third.calls, 1);
@@ -1038,32 +1050,33 @@ test_queue(void **state)
 	got_free(&slow);
 	got_free(&quick);
 	got_free(&third);
-	run_done(&r);
 }
 
 static void
 test_cancel(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got running = { 0 }, queued = { 0 }, at_once = { 0 }, failed = { 0 }, after = { 0 };
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 1);
-	start(&r, &running, GOOD, W.port, "/up/hang", addr_v4, 1);
-	start(&r, &queued, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	start(&r, &failed, "bad host", W.port, POLICY_URL, addr_v4, 1);
+	run_init(r, DEFAULT_TIMEOUT_MS, 1);
+	start(r, &running, GOOD, W.port, "/up/hang", addr_v4, 1);
+	start(r, &queued, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	start(r, &failed, "bad host", W.port, POLICY_URL, addr_v4, 1);
 	/* Cancelled before the loop ever ran. */
 	fetch_cancel(failed.req);
-	r.pending--;
-	run_wait(&r, 300); /* the hanging fetch is now connected and waiting */
+	r->pending--;
+	run_wait(r, 300); /* the hanging fetch is now connected and waiting */
+	/* Cancelling a completed request would be a caller bug, so make sure neither is. */
+	assert_int_equal(running.calls + queued.calls, 0);
 	fetch_cancel(queued.req);
 	fetch_cancel(running.req);
-	r.pending -= 2;
+	r->pending -= 2;
 	/* The freed slot goes to a new fetch, which is cancelled before the loop runs. */
-	start(&r, &at_once, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	start(r, &at_once, GOOD, W.port, POLICY_URL, addr_v4, 1);
 	fetch_cancel(at_once.req);
-	r.pending--;
-	start(&r, &after, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	run_wait(&r, WAIT_MS);
+	r->pending--;
+	start(r, &after, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(running.calls, 0);
 	assert_int_equal(queued.calls, 0);
 	assert_int_equal(failed.calls, 0);
@@ -1071,72 +1084,68 @@ test_cancel(void **state)
 	assert_int_equal(after.calls, 1);
 	assert_int_equal(after.status, FETCH_OK);
 	/* Nothing else fires later. */
-	run_wait(&r, 300);
+	run_wait(r, 300);
 	assert_int_equal(running.calls + queued.calls + failed.calls + at_once.calls, 0);
 	got_free(&after);
-	run_done(&r);
 }
 
 /* fetch_free with transfers in every state: no callbacks, nothing leaked (LeakSanitizer). */
 static void
 test_free_busy(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got g[4];
 
 	memset(g, 0, sizeof(g));
-	run_init(&r, DEFAULT_TIMEOUT_MS, 2);
-	start(&r, &g[0], GOOD, W.port, "/up/hang", addr_v4, 1);
-	start(&r, &g[1], GOOD, W.port, "/stall.txt", addr_v4, 1);
-	start(&r, &g[2], GOOD, W.port, POLICY_URL, addr_v4, 1);
-	run_wait(&r, 200);
+	run_init(r, DEFAULT_TIMEOUT_MS, 2);
+	start(r, &g[0], GOOD, W.port, "/up/hang", addr_v4, 1);
+	start(r, &g[1], GOOD, W.port, "/stall.txt", addr_v4, 1);
+	start(r, &g[2], GOOD, W.port, POLICY_URL, addr_v4, 1);
+	run_wait(r, 200);
 	/* Failed at the start, its callback still waiting for the loop. */
-	start(&r, &g[3], GOOD, W.port, "x", addr_v4, 1);
-	fetch_free(r.f);
-	r.f = NULL;
+	start(r, &g[3], GOOD, W.port, "x", addr_v4, 1);
+	fetch_free(r->f);
+	r->f = NULL;
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(g[i].calls, 0);
-	event_base_free(r.base);
 }
 
 /* A callback may free the module; the other transfer's callback must not run. */
 static void
 test_free_in_callback(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got first = { 0 }, other = { 0 };
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
 	first.free_fetch = true;
-	start(&r, &other, GOOD, W.port, "/up/hang", addr_v4, 1);
-	start(&r, &first, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	run_wait(&r, 2000);
+	start(r, &other, GOOD, W.port, "/up/hang", addr_v4, 1);
+	start(r, &first, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	run_wait(r, 2000);
 	assert_int_equal(first.calls, 1);
 	assert_int_equal(first.status, FETCH_OK);
 	assert_int_equal(other.calls, 0);
-	assert_null(r.f);
+	assert_null(r->f);
 	got_free(&first);
-	run_done(&r);
 }
 
 /* Cancelling a request from its own callback is a no-op, not a double free. */
 static void
 test_cancel_in_own_callback(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	struct got g = { 0 }, bad = { 0 };
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
 	g.cancel_self = true;
 	bad.cancel_self = true;
-	start(&r, &g, GOOD, W.port, POLICY_URL, addr_v4, 1);
-	start(&r, &bad, GOOD, W.port, "x", addr_v4, 1);
-	run_wait(&r, WAIT_MS);
+	start(r, &g, GOOD, W.port, POLICY_URL, addr_v4, 1);
+	start(r, &bad, GOOD, W.port, "x", addr_v4, 1);
+	run_wait(r, WAIT_MS);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(bad.calls, 1);
 	got_free(&g);
 	got_free(&bad);
-	run_done(&r);
 }
 
 static double
@@ -1162,16 +1171,16 @@ wall_seconds(void)
 static void
 test_latency(void **state)
 {
-	struct run r;
+	struct run *r = &R;
 	uint32_t total_ms = 0, max_ms = 0;
 	double wall = wall_seconds(), cpu = cpu_seconds();
 
-	run_init(&r, DEFAULT_TIMEOUT_MS, 4);
+	run_init(r, DEFAULT_TIMEOUT_MS, 4);
 	for (int i = 0; i < LATENCY_ROUNDS; i++) {
 		struct got g = { 0 };
 
-		start(&r, &g, GOOD, W.port, POLICY_URL, addr_v4, 1);
-		run_wait(&r, WAIT_MS);
+		start(r, &g, GOOD, W.port, POLICY_URL, addr_v4, 1);
+		run_wait(r, WAIT_MS);
 		assert_int_equal(g.calls, 1);
 		assert_int_equal(g.status, FETCH_OK);
 		total_ms += g.elapsed;
@@ -1179,7 +1188,6 @@ test_latency(void **state)
 			max_ms = g.elapsed;
 		got_free(&g);
 	}
-	run_done(&r);
 	wall = wall_seconds() - wall;
 	cpu = cpu_seconds() - cpu;
 	print_message("# %d sequential fetches: mean %.1f ms, max %u ms, client CPU %.2f ms each "
@@ -1206,16 +1214,16 @@ int
 main(void)
 {
 	static const struct CMUnitTest named_tests[] = {
-		cmocka_unit_test(test_ipv6_address),
-		cmocka_unit_test(test_same_host_isolated),
-		cmocka_unit_test(test_request_headers),
-		cmocka_unit_test(test_zero_addrs),
-		cmocka_unit_test(test_queue),
-		cmocka_unit_test(test_cancel),
-		cmocka_unit_test(test_free_busy),
-		cmocka_unit_test(test_free_in_callback),
-		cmocka_unit_test(test_cancel_in_own_callback),
-		cmocka_unit_test(test_latency),
+		cmocka_unit_test_teardown(test_ipv6_address, run_teardown),
+		cmocka_unit_test_teardown(test_same_host_isolated, run_teardown),
+		cmocka_unit_test_teardown(test_request_headers, run_teardown),
+		cmocka_unit_test_teardown(test_zero_addrs, run_teardown),
+		cmocka_unit_test_teardown(test_queue, run_teardown),
+		cmocka_unit_test_teardown(test_cancel, run_teardown),
+		cmocka_unit_test_teardown(test_free_busy, run_teardown),
+		cmocka_unit_test_teardown(test_free_in_callback, run_teardown),
+		cmocka_unit_test_teardown(test_cancel_in_own_callback, run_teardown),
+		cmocka_unit_test_teardown(test_latency, run_teardown),
 	};
 	size_t ncases = sizeof(cases) / sizeof(cases[0]);
 	size_t nnamed = sizeof(named_tests) / sizeof(named_tests[0]);
@@ -1246,6 +1254,7 @@ main(void)
 	for (size_t i = 0; i < ncases; i++) {
 		tests[i].name = cases[i].name;
 		tests[i].test_func = test_case;
+		tests[i].teardown_func = run_teardown;
 		tests[i].initial_state = (void *)&cases[i];
 	}
 	memcpy(tests + ncases, named_tests, sizeof(named_tests));

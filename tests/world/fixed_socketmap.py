@@ -30,6 +30,10 @@ def netstring(data):
     return str(len(data)).encode() + b":" + data + b","
 
 
+class Stop(Exception):
+    pass
+
+
 class Conn:
     __slots__ = ("sock", "inbuf", "outbuf", "reading")
 
@@ -62,7 +66,6 @@ class Server:
         self.lsock.listen(socket.SOMAXCONN)
         self.lsock.setblocking(False)
         self.sel.register(self.lsock, selectors.EVENT_READ, None)
-        self.running = True
 
     def close(self, conn):
         try:
@@ -157,8 +160,16 @@ class Server:
         self.flush(conn)
 
     def run(self):
-        while self.running:
-            for key, events in self.sel.select(timeout=1.0):
+        try:
+            self._loop()
+        except Stop:
+            pass
+        self.sel.close()
+        self.lsock.close()
+
+    def _loop(self):
+        while True:
+            for key, events in self.sel.select(timeout=None):
                 if key.data is None:
                     self.accept()
                     continue
@@ -168,8 +179,6 @@ class Server:
                         continue
                 if events & selectors.EVENT_READ and conn.reading:
                     self.readable(conn)
-        self.sel.close()
-        self.lsock.close()
 
 
 def read_config(path):
@@ -204,8 +213,8 @@ def main():
     max_request = args.max_request or int(conf.get("max_request", 4096))
     server = Server(listen, answer, max_request)
 
-    def stop(_sig, _frm):
-        server.running = False
+    def stop(_sig, _frm):   # raise, so that a select() in progress ends now (PEP 475 would retry it)
+        raise Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"fixed_socketmap: listening on {listen}, answer {answer!r}", file=sys.stderr, flush=True)

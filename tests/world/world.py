@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""world.py: the integration test world for mtastsd: runtime CA, unbound, nginx, misbehaving TLS server, clients.
+"""world.py: the mtastsd integration test world: runtime CA, unbound, nginx, odd TLS server, clients.
 
 Stdlib only (Debian 12 python3). Run the tests that use it under tests/world/netns-run, which gives
 them a private network namespace where the real ports 53 and 443 on loopback are free. See
 tests/world/README.md for the API; the short form:
 
-    with World("/tmp/w") as w:                   # start(): CA, unbound :53, nginx :443, TLS oddities :443 on 127.0.0.2
-        w.add_domain("good.test")                 # TXT, MX, A of mta-sts.good.test, policy file, certificate
+    with World("/tmp/w") as w:         # CA, unbound :53, nginx :443, Python TLS on 127.0.0.2:443
+        w.add_domain("good.test")       # TXT, MX, A of mta-sts.good.test, policy file, certificate
         w.add_domain("bad.test", cert="expired")
-        d = w.daemon(config_text)                 # the daemon under test, ready when its port accepts
+        d = w.daemon(config_text)       # the daemon under test, ready when its port accepts
         rc, out = w.postmap_query("good.test", "socketmap:inet:127.0.0.1:8461:postfix")
         assert w.request_count("good.test") == 1
 """
@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -1040,7 +1039,7 @@ class Dns:
         wait_until(self._serial_ok, timeout, what=f"unbound to serve generation {self.gen}")
 
     def stop(self, timeout=5.0):
-        if self.proc is not None:
+        if self.proc is not None and self.proc.returncode is None:
             terminate(self.proc, signal.SIGTERM, timeout)
             self.log(f"unbound stopped rc={self.proc.returncode}")
 
@@ -1262,16 +1261,29 @@ class Nginx:
         test = subprocess.run(self._cmd("-t", "-q"), capture_output=True, text=True, timeout=30)
         if test.returncode != 0:
             raise RuntimeError(f"nginx -t rejected the new config: {test.stderr.strip()}")
+        old_workers = _child_pids(self.proc.pid)
         self.proc.send_signal(signal.SIGHUP)
-        # New workers answer the new generation; ask twice so that old workers have let go of
-        # the listening sockets too.
+        # The master starts new workers, sleeps 100 ms, and only then tells the old ones to quit;
+        # until then an old worker still accepts connections with the old configuration. So wait
+        # for the new generation to answer AND for every old worker to be gone or to have renamed
+        # itself "... is shutting down", which it does just before closing its listening sockets.
         wait_until(self._gen_ok, timeout, what=f"nginx generation {self.gen}")
-        time.sleep(0.02)
-        wait_until(self._gen_ok, timeout, what=f"nginx generation {self.gen}")
+        wait_until(lambda: all(self._worker_retired(p) for p in old_workers), timeout,
+                   what="old nginx workers to stop accepting")
         self.log(f"nginx reloaded (gen {self.gen}, config {'changed' if old != self._conf_text else 'same'})")
 
+    @staticmethod
+    def _worker_retired(pid):
+        if not _pid_alive(pid):
+            return True
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"shutting down" in f.read()
+        except OSError:
+            return True
+
     def stop(self, timeout=5.0):
-        if self.proc is None:
+        if self.proc is None or self.proc.returncode is not None:
             return
         workers = _child_pids(self.proc.pid)
         terminate(self.proc, signal.SIGTERM, timeout, extra_pids=workers)
@@ -1424,9 +1436,11 @@ class PyTlsServer:
                      "if_modified_since": headers.get("if-modified-since", "")}
             with self.lock:
                 self.entries.append(entry)
-            sent = self._send(tls, spec, status, extra, body, method)
-            entry["bytes"] = sent
-            entry["request_time"] = round(time.time() - t0, 3)
+            try:
+                entry["bytes"] = self._send(tls, spec, status, extra, body, method)
+            finally:
+                entry["request_time"] = round(time.time() - t0, 3)
+                self._write_log(entry)
         except (OSError, ssl.SSLError, ValueError):
             pass
         finally:
@@ -1440,6 +1454,11 @@ class PyTlsServer:
                 self.conns.discard(tls)
                 self.conns.discard(conn)
                 self.threads.discard(threading.current_thread())
+
+    def _write_log(self, entry):
+        with self.lock:
+            with open(self.world.workdir / "https" / "pytls.log", "a") as f:
+                f.write(json.dumps(entry) + "\n")
 
     @staticmethod
     def _response(spec, uri):
@@ -1665,14 +1684,21 @@ class World:
         return self
 
     def stop(self, timeout=5.0):
+        """Stop everything this world started (daemons first), each bounded by timeout s. Safe to
+        call twice. Logs stay in workdir."""
+        t0 = time.monotonic()
         for d in self.daemons:
-            d.stop(timeout)
-        if self.pytls is not None:
+            if d.proc.returncode is None:
+                rc = d.stop(timeout)
+                self._log(f"daemon {d.name} pid={d.pid} stopped rc={rc}")
+        if self.pytls is not None and not self.pytls.stop_event.is_set():
             self.pytls.stop(timeout)
+            self._log("python TLS server stopped")
         self.nginx.stop(timeout)
         self.dns.stop(timeout)
+        if self.started:
+            self._log(f"stopped in {time.monotonic() - t0:.2f}s")
         self.started = False
-        self._log("stopped")
 
     def batch(self):
         """with world.batch(): several changes, one DNS apply and one nginx reload at the end."""

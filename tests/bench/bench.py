@@ -1,0 +1,718 @@
+#!/usr/bin/env python3
+"""bench.py: mtastsd benchmark: cached, cold, isolation and memory scenarios against the test world.
+
+Runs itself under tests/world/netns-run (a private network namespace; needs root; exit 77 = SKIP)
+when started outside it. The daemon and the ceiling server (fixed_socketmap) are pinned to one
+CPU, everything else (this script, the load generator, unbound, nginx) to the other. The daemon's
+CPU time (utime+stime, /proc/PID/stat) and RSS (VmRSS, /proc/PID/status) are read around every
+scenario. Prints a table, then the targets with PASS/FAIL; --json writes every figure.
+
+    bench.py [--quick] [--duration S] [--only cached,cold,isolation,memory] [--workdir DIR]
+             [--daemon PATH] [--load PATH] [--fixed PATH] [--json FILE] [--cpus D,L]
+
+How the bench domains are published (world.add_domain() makes one auth-zone, one certificate and
+one nginx server block per domain, which is too slow for 100,000 domains):
+  - DNS: one zone, bench.test, in the world's unbound (World.add_zone plus the world's Dns record
+    store, filled before World.start so unbound loads it once). A domain with a policy, pN, gets
+    "_mta-sts.pN.bench.test TXT v=STSv1; id=1;" and "mta-sts.pN.bench.test A 127.0.0.3"; a domain
+    without MTA-STS, nN, gets nothing (NXDOMAIN). TTLs and the zone's negative TTL are 86400 s.
+  - HTTPS: a second nginx, started by this script, on 127.0.0.3:443 (loopback; the world's nginx
+    keeps 127.0.0.1:443). A wildcard cannot cover mta-sts.<d> for many d, so policy hosts are
+    grouped: each group of SAN_PER_CERT names shares one certificate with those names as SANs,
+    signed by the world's intermediate CA (the chain the daemon verifies against the world's
+    root, fetch.ca_file). One server block per group; every host serves the same enforce policy
+    "mx: mx1.<domain>", built by nginx from $host. Certificates are made with the openssl CLI
+    (about 30 ms each) and kept under WORKDIR/bench-certs, so a rerun with --workdir reuses them.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parent.parent
+WORLD_DIR = TOP / "tests" / "world"
+sys.path.insert(0, str(WORLD_DIR))
+
+if __name__ == "__main__" and os.environ.get("NETNS_RUN_INSIDE") != "1":
+    netns_run = str(WORLD_DIR / "netns-run")
+    os.execv(netns_run, [netns_run, sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+
+import world as W  # noqa: E402
+
+ZONE = "bench.test"
+POLICY_ADDRESS = "127.0.0.3"  # the bench nginx; the world's own servers use .1 and .2
+DAEMON_PORT = 8461
+CEILING_PORT = 8471
+MAP = "postfix"
+TTL = 86400
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# name prefix -> certificate group size (SANs per certificate)
+SAN_PER_CERT = {"cp": 16, "kp": 16, "sp": 16, "ip": 32, "mp": 250}
+
+FULL = dict(duration=10.0, cached_keys=1000, cold=5000, split=1000, iso_keys=30000, mem=100000,
+            mem_warm=256, warmup=1.0)
+QUICK = dict(duration=2.0, cached_keys=1000, cold=1000, split=300, iso_keys=8000, mem=10000,
+             mem_warm=256, warmup=0.5)
+
+TARGETS = dict(cached_ratio=0.9, p99_k8_ms=0.2, cold_cpu_ms=0.25, iso_p99_ms=1.0, iso_max_ms=10.0,
+               mem_bytes=300)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ================================================================================================
+# process facts
+# ================================================================================================
+
+def proc_cpu(pid):
+    """utime+stime of the whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss(pid):
+    """VmRSS in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_pids(pid):
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+class Sample:
+    """CPU and RSS of a process, read at the start and end of a scenario."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.cpu0 = proc_cpu(pid)
+        self.rss0 = proc_rss(pid)
+        self.t0 = time.monotonic()
+        self.cpu = self.rss = self.wall = None
+
+    def stop(self):
+        self.cpu = proc_cpu(self.pid) - self.cpu0
+        self.rss = proc_rss(self.pid)
+        self.wall = time.monotonic() - self.t0
+        return self
+
+
+# ================================================================================================
+# tools: the load generator and the ceiling server
+# ================================================================================================
+
+def build_tools(args, bindir):
+    """Paths of load and fixed_socketmap: given, next to this script (make), or compiled here."""
+    out = {}
+    for name, flag in (("load", args.load), ("fixed_socketmap", args.fixed)):
+        if flag:
+            out[name] = flag
+            continue
+        for cand in (Path.cwd() / "tests" / "bench" / name, HERE / name):
+            if cand.is_file() and os.access(cand, os.X_OK) and \
+                    cand.stat().st_mtime >= (HERE / f"{name}.c").stat().st_mtime:
+                out[name] = str(cand)
+                break
+        else:
+            bindir.mkdir(parents=True, exist_ok=True)
+            exe = bindir / name
+            cc = os.environ.get("CC", "cc")
+            cmd = [cc, "-std=c17", "-O2", "-Wall", "-Wextra", "-o", str(exe), str(HERE / f"{name}.c"),
+                   "-lm"]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)}:\n{p.stderr}")
+            out[name] = str(exe)
+    return out
+
+
+class Load:
+    """Runs the load generator (on this script's CPU) and returns its JSON line as a dict."""
+
+    def __init__(self, exe):
+        self.exe = exe
+
+    def argv(self, port, keyfile, conns, *, duration=None, requests=None, warmup=0.0, cold=False,
+             expect_ok=None, tolerance=None, label=None, max_errors=0):
+        a = [self.exe, "-q", "-a", f"127.0.0.1:{port}", "-m", MAP, "-k", str(keyfile),
+             "-c", str(conns), "--max-errors", str(max_errors)]
+        if duration is not None:
+            a += ["-d", f"{duration:g}"]
+        if requests is not None:
+            a += ["-n", str(requests)]
+        if warmup:
+            a += ["-w", f"{warmup:g}"]
+        if cold:
+            a.append("--cold")
+        if expect_ok is not None:
+            a += ["--expect-ok-ratio", f"{expect_ok:g}"]
+        if tolerance is not None:
+            a += ["--tolerance", f"{tolerance:g}"]
+        if label:
+            a += ["--label", label]
+        return a
+
+    def start(self, *a, **kw):
+        return subprocess.Popen(self.argv(*a, **kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
+
+    @staticmethod
+    def finish(p, timeout):
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            raise RuntimeError(f"load generator still running after {timeout:.0f}s") from None
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if p.returncode not in (0, 1) or not lines:
+            raise RuntimeError(f"load generator failed (rc={p.returncode}): {err.strip()}")
+        res = json.loads(lines[-1])
+        if not res["sane"]:
+            log(f"WARNING: sanity check failed: {lines[-1]}")
+        return res
+
+    def run(self, *a, timeout=None, **kw):
+        p = self.start(*a, **kw)
+        limit = timeout or ((kw.get("duration") or 0) + (kw.get("warmup") or 0) + 60)
+        return self.finish(p, limit)
+
+
+# ================================================================================================
+# the bench domains: DNS records in the world's unbound, HTTPS on a second nginx
+# ================================================================================================
+
+def domain(prefix, i):
+    return f"{prefix}{i}.{ZONE}"
+
+
+class Sites:
+    """Publishes positive (policy) domains; negative ones need nothing (NXDOMAIN)."""
+
+    def __init__(self, w, workdir):
+        self.w = w
+        self.dir = Path(workdir) / "bench-https"
+        self.certdir = Path(workdir) / "bench-certs"
+        self.groups = []   # (chain path, [policy hosts])
+        self.proc = None
+        self.count = 0
+
+    def publish_dns(self, domains):
+        """Before World.start(): records go into the world's store; unbound loads them at start."""
+        txt = [W.txt_rdata("v=STSv1; id=1;")]
+        for d in domains:
+            self.w.dns.set_rrset(f"_mta-sts.{d}", "TXT", TTL, txt)
+            self.w.dns.set_rrset(f"mta-sts.{d}", "A", TTL, [POLICY_ADDRESS])
+        self.count += len(domains)
+
+    def make_certs(self, domains, per_cert, parallel=2):
+        ca = self.w.ca.ensure()
+        self.certdir.mkdir(parents=True, exist_ok=True)
+        csr = self.certdir / "leaf.csr"
+        if not csr.exists():
+            subprocess.run(["openssl", "req", "-new", "-key", ca.key_file, "-subj", "/CN=mtastsd bench",
+                            "-out", str(csr)], check=True, capture_output=True, timeout=30)
+        int_pem = Path(ca.intermediate_file).read_text()
+        fp = hashlib.sha256(int_pem.encode()).hexdigest()[:16]
+        todo, running = [], []
+        for i in range(0, len(domains), per_cert):
+            hosts = [f"mta-sts.{d}" for d in domains[i:i + per_cert]]
+            tag = hashlib.sha256((fp + " " + " ".join(hosts)).encode()).hexdigest()[:24]
+            chain = self.certdir / f"{tag}.chain.pem"
+            self.groups.append((str(chain), hosts))
+            if not chain.exists():
+                todo.append((chain, hosts))
+        for chain, hosts in todo:
+            while len(running) >= parallel:
+                self._reap(running.pop(0), int_pem)
+            ext = chain.with_suffix(".ext")
+            ext.write_text("[leaf]\nbasicConstraints = critical,CA:FALSE\n"
+                           "keyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n"
+                           "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n"
+                           "subjectAltName = " + ",".join(f"DNS:{h}" for h in hosts) + "\n")
+            leaf = chain.with_suffix(".leaf")
+            serial = "0x" + os.urandom(12).hex()
+            p = subprocess.Popen(["openssl", "x509", "-req", "-in", str(csr), "-CA", ca.intermediate_file,
+                                  "-CAkey", str(ca.dir / "int.key"), "-set_serial", serial,
+                                  "-days", "30", "-extfile", str(ext), "-extensions", "leaf",
+                                  "-out", str(leaf)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            running.append((p, chain, leaf))
+        for r in running:
+            self._reap(r, int_pem)
+        return len(todo)
+
+    @staticmethod
+    def _reap(r, int_pem):
+        p, chain, leaf = r
+        _, err = p.communicate(timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"openssl x509 for {chain.name}: {err.decode(errors='replace')}")
+        tmp = chain.with_suffix(".tmp")
+        tmp.write_text(leaf.read_text() + int_pem)
+        tmp.rename(chain)
+        leaf.unlink()
+
+    def nginx_conf(self):
+        d = self.dir
+        key = self.w.ca.key_file
+        out = ["# nginx.conf: bench.py's policy server for *.bench.test hosts", "daemon off;",
+               "master_process on;", "worker_processes 1;", f"pid {d}/nginx.pid;",
+               f"error_log {d}/error.log warn;"]
+        if os.geteuid() == 0:
+            out.append("user root root;")
+        out += ["events { worker_connections 8192; }", "http {", "  types { }",
+                "  default_type text/plain;", "  access_log off;",
+                *[f"  {t}_temp_path {d}/tmp/{t};" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")],
+                "  ssl_protocols TLSv1.2 TLSv1.3;", "  keepalive_timeout 10s;",
+                "  server_names_hash_max_size 1048576;", "  server_names_hash_bucket_size 128;",
+                r'  map $host $sts_domain { ~^mta-sts\.(?<d>.+)$ $d; default ""; }',
+                "  server {", f"    listen {POLICY_ADDRESS}:443 ssl default_server;",
+                "    server_name _;", f"    ssl_certificate {self.groups[0][0]};",
+                f"    ssl_certificate_key {key};", "    return 421;", "  }"]
+        body = r'"version: STSv1\nmode: enforce\nmx: mx1.$sts_domain\nmax_age: 86400\n"'
+        for chain, hosts in self.groups:
+            out += ["  server {", f"    listen {POLICY_ADDRESS}:443 ssl;"]
+            for i in range(0, len(hosts), 50):
+                out.append("    server_name " + " ".join(hosts[i:i + 50]) + ";")
+            out += [f"    ssl_certificate {chain};", f"    ssl_certificate_key {key};",
+                    f"    location = /.well-known/mta-sts.txt {{ return 200 {body}; }}",
+                    "    location / { return 404; }", "  }"]
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def start(self, timeout=120.0):
+        for sub in ("tmp",):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "nginx.conf"
+        conf.write_text(self.nginx_conf())
+        cmd = ["nginx", "-p", f"{self.dir}/", "-c", str(conf), "-e", str(self.dir / "error.log")]
+        self.proc = W.spawn(cmd, self.dir / "nginx.stderr")
+        W.wait_until(lambda: self.proc.poll() is not None or W.tcp_accepts(POLICY_ADDRESS, 443),
+                     timeout, what="the bench nginx to listen")
+        if self.proc.poll() is not None:
+            raise RuntimeError("bench nginx exited:\n" + W.tail(self.dir / "error.log"))
+
+    def stop(self):
+        if self.proc is not None:
+            W.terminate(self.proc, signal.SIGTERM, 5.0, extra_pids=child_pids(self.proc.pid))
+
+
+# ================================================================================================
+# the benchmark
+# ================================================================================================
+
+def daemon_conf(workdir, w, port, dns_cache_size):
+    return f"""# mtastsd.conf written by tests/bench/bench.py
+daemon: {{ log_level = "warn"; state_dir = "{workdir}"; runtime_dir = "{workdir}"; }};
+listen = ( {{ protocol = "socketmap"; address = "127.0.0.1:{port}"; }} );
+maps = ( {{ name = "{MAP}"; }} );
+limits: {{ max_connections = 4096; max_connections_per_ip = 4096; }};
+dns: {{ servers = ["{w.dns_server}"]; max_ttl = {TTL}; negative_ttl = {TTL};
+        cache_size = {dns_cache_size}; }};
+fetch: {{ ca_file = "{w.ca_file}"; max_parallel = 64; }};
+cache: {{ max_entries = 1000000; recheck_interval = {TTL}; }};
+"""
+
+
+def write_keys(path, names):
+    Path(path).write_text("".join(n + "\n" for n in names))
+    return str(path)
+
+
+def interleave(a, b):
+    out = []
+    for x, y in zip(a, b):
+        out += [x, y]
+    return out
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = dict(QUICK if args.quick else FULL)
+        if args.duration:
+            self.p["duration"] = args.duration
+        if args.mem_domains:
+            self.p["mem"] = args.mem_domains
+        self.only = set(args.only.split(",")) if args.only else {"cached", "cold", "isolation", "memory"}
+        self.results = {"params": self.p, "scenarios": {}}
+        self.rows = []
+        self.checks = []
+        self.cpu_daemon, self.cpu_load = args.cpus
+
+    # ---- setup --------------------------------------------------------------------------------
+    def keysets(self):
+        p = self.p
+        n = p["cached_keys"] // 2
+        k = p["cold"] // 2
+        s = p["split"]
+        i = p["iso_keys"] // 2
+        m = p["mem"] + p["mem_warm"]
+        self.pos = {"cp": n, "kp": k + s, "ip": i}
+        if "memory" in self.only:
+            self.pos["mp"] = m
+        kd = self.kdir
+        self.keys = {
+            "cached": write_keys(kd / "cached.txt", interleave([domain("cp", j) for j in range(n)],
+                                                              [domain("cn", j) for j in range(n)])),
+            "cached_pos": write_keys(kd / "cached-pos.txt", [domain("cp", j) for j in range(n)]),
+            "cached_neg": write_keys(kd / "cached-neg.txt", [domain("cn", j) for j in range(n)]),
+            "cold": write_keys(kd / "cold.txt", interleave([domain("kp", j) for j in range(k)],
+                                                          [domain("kn", j) for j in range(k)])),
+            "cold_pos": write_keys(kd / "cold-pos.txt", [domain("kp", k + j) for j in range(s)]),
+            "cold_neg": write_keys(kd / "cold-neg.txt", [domain("kn", k + j) for j in range(s)]),
+            "iso": write_keys(kd / "iso.txt", interleave([domain("ip", j) for j in range(i)],
+                                                        [domain("in", j) for j in range(i)])),
+            "mem_warm": write_keys(kd / "mem-warm.txt", [domain("mp", j) for j in range(p["mem_warm"])]),
+            "mem": write_keys(kd / "mem.txt", [domain("mp", p["mem_warm"] + j) for j in range(p["mem"])]),
+        }
+
+    def setup(self):
+        a = self.args
+        self.workdir = Path(a.workdir or tempfile.mkdtemp(prefix="mtastsd-bench.")).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kdir = self.workdir / "keys"
+        self.kdir.mkdir(exist_ok=True)
+        log(f"workdir {self.workdir}")
+        tools = build_tools(a, self.workdir / "bin")
+        self.load = Load(tools["load"])
+        self.fixed = tools["fixed_socketmap"]
+        self.daemon_bin = a.daemon or os.environ.get("MTASTSD") or \
+            (str(Path.cwd() / "mtastsd") if (Path.cwd() / "mtastsd").is_file() else W.default_daemon_binary())
+        p = subprocess.run([self.daemon_bin, "-V"], capture_output=True, text=True, timeout=10)
+        self.results["daemon"] = {"binary": self.daemon_bin, "version": (p.stdout + p.stderr).strip()}
+
+        self.w = W.World(self.workdir / "world")
+        self.sites = Sites(self.w, self.workdir)
+        self.keysets()
+        t = time.monotonic()
+        self.w.ca.ensure()
+        made = 0
+        self.w.add_zone(ZONE, neg_ttl=TTL)
+        for prefix, count in self.pos.items():
+            names = [domain(prefix, j) for j in range(count)]
+            self.sites.publish_dns(names)
+            made += self.sites.make_certs(names, SAN_PER_CERT[prefix])
+        log(f"{self.sites.count} policy domains in {len(self.sites.groups)} certificate groups "
+            f"({made} certificates made) in {time.monotonic() - t:.1f}s")
+        t = time.monotonic()
+        self.w.start(timeout=300)
+        self.sites.start()
+        log(f"world and bench nginx up in {time.monotonic() - t:.1f}s")
+        self.results["setup"] = {"policy_domains": self.sites.count, "cert_groups": len(self.sites.groups)}
+
+    def start_daemon(self, name, dns_cache_size=1000000):
+        conf = daemon_conf(self.workdir, self.w, DAEMON_PORT, dns_cache_size)
+        cmd = ["taskset", "-c", str(self.cpu_daemon), self.daemon_bin, "-f", "-c", "{config}"]
+        d = self.w.daemon(conf, cmd=cmd, listen=("127.0.0.1", DAEMON_PORT), name=name)
+        time.sleep(0.2)
+        return d
+
+    def start_ceiling(self):
+        cmd = ["taskset", "-c", str(self.cpu_daemon), self.fixed, "-a", f"127.0.0.1:{CEILING_PORT}",
+               "-r", "alternate", "-t", "7200"]
+        self.ceiling = W.spawn(cmd, self.workdir / "fixed_socketmap.log")
+        W.wait_until(lambda: self.ceiling.poll() is not None or W.tcp_accepts("127.0.0.1", CEILING_PORT),
+                     10, what="fixed_socketmap to listen")
+
+    # ---- scenarios ----------------------------------------------------------------------------
+    def measure(self, pid, port, keys, conns, **kw):
+        s = Sample(pid)
+        r = self.load.run(port, keys, conns, **kw)
+        s.stop()
+        r["server_cpu_s"] = s.cpu
+        r["server_cpu_us_per_req"] = s.cpu * 1e6 / r["requests"] if r["requests"] else None
+        r["server_util"] = s.cpu / s.wall if s.wall else None
+        r["rss"] = s.rss
+        return r
+
+    def scenario_cached(self, d):
+        p = self.p
+        dur, warm = p["duration"], p["warmup"]
+        out = {}
+        for k in (1, 8, 64):
+            dm = self.measure(d.pid, DAEMON_PORT, self.keys["cached"], k, duration=dur, warmup=warm,
+                              expect_ok=0.5, tolerance=0.01, label=f"daemon K={k}")
+            cl = self.measure(self.ceiling.pid, CEILING_PORT, self.keys["cached"], k, duration=dur,
+                              warmup=warm, expect_ok=0.5, tolerance=0.01, label=f"ceiling K={k}")
+            ratio = dm["rps"] / cl["rps"] if cl["rps"] else 0.0
+            out[f"K{k}"] = {"daemon": dm, "ceiling": cl, "ratio": ratio}
+            self.rows.append(("cached 50/50", k, dm, cl, ratio))
+            log(f"cached K={k}: daemon {dm['rps']:.0f}/s ceiling {cl['rps']:.0f}/s ratio {ratio:.3f}")
+            self.checks.append((f"cached K={k} >= {TARGETS['cached_ratio']} x ceiling",
+                                ratio >= TARGETS["cached_ratio"], f"{ratio:.3f}"))
+            if k == 8:
+                p99 = dm["lat_us"]["all"]["p99"] / 1000
+                self.checks.append((f"cached p99 at K=8 <= {TARGETS['p99_k8_ms']} ms",
+                                    p99 <= TARGETS["p99_k8_ms"], f"{p99:.3f} ms"))
+        for kind, exp in (("pos", 1.0), ("neg", 0.0)):
+            dm = self.measure(d.pid, DAEMON_PORT, self.keys[f"cached_{kind}"], 8, duration=dur,
+                              warmup=warm, expect_ok=exp, tolerance=0.0, label=f"daemon {kind} K=8")
+            out[f"{kind}_K8"] = dm
+            self.rows.append((f"cached {'positive' if kind == 'pos' else 'negative'} only", 8, dm,
+                              None, None))
+            log(f"cached {kind}-only K=8: {dm['rps']:.0f}/s cpu {dm['server_cpu_us_per_req']:.2f} us/req")
+        pos, neg = out["pos_K8"], out["neg_K8"]
+        rel = neg["server_cpu_us_per_req"] / pos["server_cpu_us_per_req"]
+        self.checks.append(("negative answers as cheap as positive (CPU/req neg/pos <= 1.05)",
+                            rel <= 1.05, f"neg/pos CPU {rel:.3f}, req/s {neg['rps'] / pos['rps']:.3f}"))
+        self.results["scenarios"]["cached"] = out
+
+    def scenario_cold(self, d):
+        out = {}
+        for name, keys, exp in (("mixed", "cold", 0.5), ("positive", "cold_pos", 1.0),
+                                ("negative", "cold_neg", 0.0)):
+            n = sum(1 for _ in open(self.keys[keys]))
+            r = self.measure(d.pid, DAEMON_PORT, self.keys[keys], 32, cold=True, duration=600,
+                             expect_ok=exp, tolerance=0.0, label=f"cold {name}", timeout=700)
+            r["domains"] = n
+            r["cpu_ms_per_domain"] = r["server_cpu_s"] * 1000 / n
+            out[name] = r
+            self.rows.append((f"cold {name} ({n})", 32, r, None, None))
+            log(f"cold {name}: {n} domains in {r['elapsed_s']:.2f}s, {r['rps']:.0f}/s, "
+                f"daemon {r['cpu_ms_per_domain']:.3f} ms CPU/domain")
+        m = out["mixed"]
+        self.checks.append((f"cold <= {TARGETS['cold_cpu_ms']} ms daemon CPU per new domain",
+                            m["cpu_ms_per_domain"] <= TARGETS["cold_cpu_ms"],
+                            f"{m['cpu_ms_per_domain']:.3f} ms (mixed; positive "
+                            f"{out['positive']['cpu_ms_per_domain']:.3f}, negative "
+                            f"{out['negative']['cpu_ms_per_domain']:.3f})"))
+        self.results["scenarios"]["cold"] = out
+
+    def scenario_isolation(self, d):
+        dur, warm = self.p["duration"], self.p["warmup"]
+        s = Sample(d.pid)
+        cold = self.load.start(DAEMON_PORT, self.keys["iso"], 32, cold=True, duration=dur + warm + 2,
+                               label="isolation cold")
+        time.sleep(0.5)
+        cached = self.load.run(DAEMON_PORT, self.keys["cached"], 8, duration=dur, warmup=warm,
+                               expect_ok=0.5, tolerance=0.01, label="isolation cached K=8")
+        c = Load.finish(cold, dur + warm + 60)
+        s.stop()
+        cached["server_util"] = s.cpu / s.wall
+        cached["rss"] = s.rss
+        cached["server_cpu_us_per_req"] = None
+        ran_out = c["elapsed_s"] < dur + warm + 0.5 and c["requests"] >= sum(1 for _ in open(self.keys["iso"]))
+        out = {"cached": cached, "cold": c, "cold_ran_out": ran_out}
+        self.rows.append(("isolation: cached", 8, cached, None, None))
+        self.rows.append(("isolation: cold stream", 32, c, None, None))
+        p99 = cached["lat_us"]["all"]["p99"] / 1000
+        mx = cached["lat_us"]["all"]["max"] / 1000
+        log(f"isolation: cached {cached['rps']:.0f}/s p99 {p99:.3f} ms max {mx:.3f} ms; cold "
+            f"{c['requests']} domains at {c['rps']:.0f}/s{' (RAN OUT of domains)' if ran_out else ''}")
+        self.checks.append((f"isolation: cached p99 <= {TARGETS['iso_p99_ms']} ms", p99 <= TARGETS["iso_p99_ms"],
+                            f"{p99:.3f} ms"))
+        self.checks.append((f"isolation: cached max <= {TARGETS['iso_max_ms']} ms", mx <= TARGETS["iso_max_ms"],
+                            f"{mx:.3f} ms"))
+        self.results["scenarios"]["isolation"] = out
+
+    def memory_run(self, name, dns_cache_size):
+        p = self.p
+        d = self.start_daemon(name, dns_cache_size)
+        try:
+            r0 = proc_rss(d.pid)
+            w = self.load.run(DAEMON_PORT, self.keys["mem_warm"], 16, cold=True, duration=600,
+                              expect_ok=1.0, tolerance=0.0, timeout=700)
+            time.sleep(1.0)
+            base = proc_rss(d.pid)
+            s = Sample(d.pid)
+            fill = self.load.run(DAEMON_PORT, self.keys["mem"], 64, cold=True, duration=1800,
+                                 expect_ok=1.0, tolerance=0.0, timeout=1900, label=f"{name} fill")
+            s.stop()
+            time.sleep(1.0)
+            full = proc_rss(d.pid)
+            again = self.load.run(DAEMON_PORT, self.keys["mem"], 64, requests=p["mem"], expect_ok=1.0,
+                                  tolerance=0.0, timeout=600, label=f"{name} re-read")
+            after = proc_rss(d.pid)
+            per = (full - base) / p["mem"]
+            res = {"dns_cache_size": dns_cache_size, "rss_start": r0, "rss_base": base,
+                   "rss_full": full, "rss_after_reread": after, "bytes_per_policy": per,
+                   "warm": w, "fill": fill, "fill_cpu_ms_per_domain": s.cpu * 1000 / p["mem"],
+                   "reread": again}
+            log(f"memory ({name}, dns.cache_size={dns_cache_size}): start {r0 / 2**20:.1f} MiB, after "
+                f"warm-up {base / 2**20:.1f} MiB, with {p['mem']} policies {full / 2**20:.1f} MiB: "
+                f"{per:.0f} B/policy; fill {fill['rps']:.0f}/s, re-read {again['rps']:.0f}/s "
+                f"ok_ratio {again['ok_ratio']}")
+            return res
+        finally:
+            d.stop()
+
+    def scenario_memory(self):
+        out = {"config": self.memory_run("mtastsd-mem", 1000000)}
+        if not self.args.no_dns0:
+            out["dns_cache_0"] = self.memory_run("mtastsd-mem-nodns", 0)
+        for key, what in (("config", "as configured"), ("dns_cache_0", "dns.cache_size=0")):
+            if key in out:
+                per = out[key]["bytes_per_policy"]
+                self.checks.append((f"memory <= {TARGETS['mem_bytes']} B RSS per cached policy ({what})",
+                                    per <= TARGETS["mem_bytes"], f"{per:.0f} B"))
+        self.results["scenarios"]["memory"] = out
+
+    # ---- output -------------------------------------------------------------------------------
+    def table(self):
+        def ms(v):
+            return f"{v / 1000:.3f}"
+
+        lines = []
+        hdr = (f"{'scenario':<28} {'K':>3} {'req/s':>9} {'ceiling':>9} {'ratio':>6} {'p50 ms':>7} "
+               f"{'p99 ms':>7} {'p99.9ms':>7} {'max ms':>7} {'cpu us/req':>10} {'srv cpu':>7} "
+               f"{'RSS MiB':>7} {'ok/notfound/bad':>17}")
+        lines.append(hdr)
+        lines.append("-" * len(hdr))
+        for name, k, r, ceil, ratio in self.rows:
+            lat = r["lat_us"]["all"]
+            bad = r["requests"] - r["replies"]["ok"] - r["replies"]["notfound"] + sum(r["errors"].values())
+            cpu = r.get("server_cpu_us_per_req")
+            util = r.get("server_util")
+            rss = r.get("rss")
+            lines.append(
+                f"{name:<28} {k:>3} {r['rps']:>9.0f} {ceil['rps'] if ceil else 0:>9.0f} "
+                f"{ratio if ratio is not None else 0:>6.3f} {ms(lat['p50']):>7} {ms(lat['p99']):>7} "
+                f"{ms(lat['p999']):>7} {ms(lat['max']):>7} "
+                f"{(f'{cpu:.2f}' if cpu is not None else '-'):>10} "
+                f"{(f'{util * 100:.0f}%' if util is not None else '-'):>7} "
+                f"{(f'{rss / 2**20:.1f}' if rss else '-'):>7} "
+                f"{r['replies']['ok']}/{r['replies']['notfound']}/{bad}".rstrip())
+            if ceil:
+                cl = ceil["lat_us"]["all"]
+                lines.append(
+                    f"{'  ceiling (fixed_socketmap)':<28} {k:>3} {ceil['rps']:>9.0f} {'':>9} {'':>6} "
+                    f"{ms(cl['p50']):>7} {ms(cl['p99']):>7} {ms(cl['p999']):>7} {ms(cl['max']):>7} "
+                    f"{ceil['server_cpu_us_per_req']:>10.2f} {ceil['server_util'] * 100:>6.0f}%")
+        sc = self.results["scenarios"]
+        if "cold" in sc:
+            lines.append("")
+            for name, r in sc["cold"].items():
+                lines.append(f"cold {name:<9}: {r['domains']} new domains in {r['elapsed_s']:.2f} s = "
+                             f"{r['domains'] / r['elapsed_s']:.0f} domains/s, daemon CPU "
+                             f"{r['cpu_ms_per_domain']:.3f} ms/domain "
+                             f"(ok {r['replies']['ok']}, notfound {r['replies']['notfound']})")
+        if "isolation" in sc:
+            i = sc["isolation"]
+            lines.append("")
+            lines.append(f"isolation: cached K=8 {i['cached']['rps']:.0f} req/s, p99 "
+                         f"{ms(i['cached']['lat_us']['all']['p99'])} ms, max "
+                         f"{ms(i['cached']['lat_us']['all']['max'])} ms while the cold stream (32 conns) "
+                         f"did {i['cold']['requests']} new domains at {i['cold']['rps']:.0f}/s"
+                         f"{' (ran out of domains before the end)' if i['cold_ran_out'] else ''}")
+        if "memory" in sc:
+            lines.append("")
+            for key, m in sc["memory"].items():
+                lines.append(f"memory ({'dns.cache_size=' + str(m['dns_cache_size'])}): RSS started "
+                             f"{m['rss_start'] / 2**20:.1f} MiB, {m['rss_base'] / 2**20:.1f} MiB after "
+                             f"{self.p['mem_warm']} warm-up domains, {m['rss_full'] / 2**20:.1f} MiB with "
+                             f"{self.p['mem']} more policies: {m['bytes_per_policy']:.0f} bytes/policy "
+                             f"(fill {m['fill']['rps']:.0f} domains/s, "
+                             f"{m['fill_cpu_ms_per_domain']:.3f} ms CPU/domain; re-read all: ok_ratio "
+                             f"{m['reread']['ok_ratio']}, {m['reread']['rps']:.0f} req/s, RSS "
+                             f"{m['rss_after_reread'] / 2**20:.1f} MiB)")
+        lines.append("")
+        lines.append("targets:")
+        for what, ok, val in self.checks:
+            lines.append(f"  {'PASS' if ok else 'FAIL'}  {what}: {val}")
+        return "\n".join(lines)
+
+    def run(self):
+        a = self.args
+        t0 = time.monotonic()
+        try:
+            self.setup()
+            env = {"nproc": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3],
+                   "cpus": {"daemon": self.cpu_daemon, "load": self.cpu_load}}
+            self.results["env"] = env
+            if {"cached", "cold", "isolation"} & self.only:
+                self.start_ceiling()
+                d = self.start_daemon("mtastsd-bench")
+                try:
+                    warm = self.load.run(DAEMON_PORT, self.keys["cached"], 8, cold=True, duration=120,
+                                         expect_ok=0.5, tolerance=0.0, timeout=180)
+                    log(f"cached set warmed: {warm['replies']}")
+                    if "cached" in self.only:
+                        self.scenario_cached(d)
+                    if "cold" in self.only:
+                        self.scenario_cold(d)
+                    if "isolation" in self.only:
+                        self.scenario_isolation(d)
+                finally:
+                    d.stop()
+                    W.terminate(self.ceiling)
+            if "memory" in self.only:
+                self.scenario_memory()
+        finally:
+            self.sites.stop() if hasattr(self, "sites") else None
+            if hasattr(self, "w"):
+                self.w.stop()
+        self.results["elapsed_s"] = time.monotonic() - t0
+        text = self.table()
+        print(f"mtastsd benchmark ({'quick' if a.quick else 'full'}; {self.p['duration']:g} s per timed "
+              f"run; daemon on CPU {self.cpu_daemon}, load and test servers on CPU {self.cpu_load}; "
+              f"load average at start {' '.join(self.results['env']['loadavg'])})")
+        print(f"daemon: {self.results['daemon']['version']} ({self.daemon_bin})")
+        print(text)
+        if a.json:
+            Path(a.json).write_text(json.dumps(self.results, indent=1) + "\n")
+        if not a.keep and not a.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return 0 if all(ok for _, ok, _ in self.checks) else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 s runs, smaller domain sets")
+    ap.add_argument("--duration", type=float, help="seconds per timed run (default 10, quick 2)")
+    ap.add_argument("--only", help="comma list of cached,cold,isolation,memory")
+    ap.add_argument("--mem-domains", type=int, help="policies for the memory scenario (100000)")
+    ap.add_argument("--no-dns0", action="store_true", help="skip the dns.cache_size=0 memory run")
+    ap.add_argument("--workdir", help="keep and reuse this directory (certificates are cached there)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    ap.add_argument("--daemon", help="mtastsd binary (default $MTASTSD, ./mtastsd, build/mtastsd)")
+    ap.add_argument("--load", help="load generator binary (default: built next to this script)")
+    ap.add_argument("--fixed", help="fixed_socketmap binary")
+    ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--cpus", default="0,1", help="DAEMON_CPU,LOAD_CPU (default 0,1)")
+    args = ap.parse_args()
+    try:
+        args.cpus = tuple(int(x) for x in args.cpus.split(","))
+        assert len(args.cpus) == 2 and args.cpus[0] != args.cpus[1]
+    except (ValueError, AssertionError):
+        ap.error("--cpus wants two different CPU numbers, e.g. 0,1")
+    if os.geteuid() != 0:
+        print("bench.py: needs root (network namespace, ports 53 and 443)", file=sys.stderr)
+        return 77
+    avail = os.sched_getaffinity(0)
+    if not set(args.cpus) <= avail:
+        print(f"bench.py: CPUs {args.cpus} not all available (have {sorted(avail)})", file=sys.stderr)
+        return 2
+    # Everything started from here on (world servers, load generator) inherits the load CPU;
+    # the daemon and the ceiling are started under taskset on the other one.
+    os.sched_setaffinity(0, {args.cpus[1]})
+    return Bench(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
