@@ -70,7 +70,7 @@ log_level_name(enum log_level level)
 }
 
 static void log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+        __attribute__((format(printf, 3, 0)));
 
 static void
 log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
@@ -94,7 +94,7 @@ log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
 		gmtime_r(&now.tv_sec, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s[%s]: %s\n", ts, now.tv_nsec / 1000000L, log_ident,
-			level_names[level], msg);
+		        level_names[level], msg);
 	} else {
 		syslog(level_prio[level], "%s", msg);
 	}

@@ -17,7 +17,7 @@ struct lookup {
 	struct engine *eng;
 	struct lookup_map *maps;
 	size_t nmaps;
-	struct strbuf out; /* reused for every rendering: one request renders at a time */
+	struct strbuf out;     /* reused for every rendering: one request renders at a time */
 	struct pending *spare; /* free list, so a cache hit allocates nothing */
 	struct lookup_stats stats;
 };
@@ -95,7 +95,7 @@ lookup_find_map(const struct lookup *lk, const char *name, size_t len)
 
 static void
 lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *map,
-	      const struct engine_answer *ans)
+              const struct engine_answer *ans)
 {
 	enum answer_kind kind;
 
@@ -106,7 +106,7 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 		return;
 	case ENGINE_POLICY:
 		kind = answer_render(ans->policy, ans->domain, ans->text, ans->text_len, &map->opts,
-				     &lk->out);
+		                     &lk->out);
 		break;
 	case ENGINE_NONE:
 	default:
@@ -119,7 +119,7 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 		/* NOTFOUND would silently drop an enforce policy; TEMP keeps mail waiting. */
 		lk->stats.temp++;
 		log_warnx("lookup domain=%s map=%s result=temp reason=\"%s\" mx_patterns=%u",
-			  ans->domain, map->name, msg, ans->policy->nmx);
+		          ans->domain, map->name, msg, ans->policy->nmx);
 		conn_reply(req, CONN_REPLY_TEMP, msg, sizeof(msg) - 1);
 		return;
 	}
@@ -132,8 +132,8 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 	}
 	if (log_debug_enabled())
 		log_debug("lookup domain=%s map=%s result=%s answer=\"%s\"", ans->domain, map->name,
-			  kind == ANSWER_OK ? "ok" : "notfound",
-			  kind == ANSWER_OK ? lk->out.data : "");
+		          kind == ANSWER_OK ? "ok" : "notfound",
+		          kind == ANSWER_OK ? lk->out.data : "");
 }
 
 static void
@@ -146,8 +146,8 @@ lookup_on_engine(void *arg, const struct engine_answer *ans)
 }
 
 void
-lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_len,
-	       const char *key, size_t key_len)
+lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_len, const char *key,
+               size_t key_len)
 {
 	struct lookup *lk = arg;
 	const struct lookup_map *map = lookup_find_map(lk, name, name_len);
@@ -159,11 +159,11 @@ lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_le
 
 	if (map == NULL) {
 		static const char msg[] = "unknown map name; check smtp_tls_policy_maps against "
-					  "the maps in mtastsd.conf";
+		                          "the maps in mtastsd.conf";
 
 		lk->stats.perm++;
 		log_info("lookup map=\"%.*s\" result=perm reason=\"unknown map name\"",
-			 (int)(name_len > 64 ? 64 : name_len), name);
+		         (int)(name_len > 64 ? 64 : name_len), name);
 		conn_reply(req, CONN_REPLY_PERM, msg, sizeof(msg) - 1);
 		return;
 	}
@@ -174,7 +174,7 @@ lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_le
 		lk->stats.notfound++;
 		if (log_debug_enabled())
 			log_debug("lookup key_len=%zu map=%s result=notfound reason=\"%s\"",
-				  key_len, map->name, domain_result_str(dr));
+			          key_len, map->name, domain_result_str(dr));
 		conn_reply(req, CONN_REPLY_NOTFOUND, NULL, 0);
 		return;
 	}

@@ -18,7 +18,7 @@ struct lookup_map {
 };
 
 struct lookup_stats {
-	uint64_t secure;   /* OK answers */
+	uint64_t secure; /* OK answers */
 	uint64_t notfound;
 	uint64_t temp;
 	uint64_t perm;
@@ -31,7 +31,7 @@ void lookup_free(struct lookup *lk);
 
 /* conn_handler callbacks; arg is the struct lookup. */
 void lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_len,
-		    const char *key, size_t key_len);
+                    const char *key, size_t key_len);
 void lookup_cancel(void *arg, struct conn_req *req);
 
 void lookup_get_stats(const struct lookup *lk, struct lookup_stats *st);

@@ -49,10 +49,11 @@ static void
 usage(FILE *out)
 {
 	fprintf(out, "usage: mtastsd [-f] [-t] [-c FILE] [-V]\n"
-		     "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-		     "  -f       stay in the foreground and log to stderr\n"
-		     "  -t       check the configuration file and exit 0 (valid) or 1\n"
-		     "  -V       print the version and exit\n");
+	             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+	             "  -f       stay in the foreground and log to stderr (else detach, log to\n"
+	             "           syslog facility mail)\n"
+	             "  -t       check the configuration file and exit 0 (valid) or 1\n"
+	             "  -V       print the version and exit\n");
 }
 
 static void
@@ -61,8 +62,8 @@ log_versions(void)
 	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
 
 	log_info("mtastsd %s starting: libevent=%s c-ares=%s libcurl=%s openssl=\"%s\"",
-		 PACKAGE_VERSION, event_get_version(), ares_version(NULL), cv->version,
-		 OpenSSL_version(OPENSSL_VERSION));
+	         PACKAGE_VERSION, event_get_version(), ares_version(NULL), cv->version,
+	         OpenSSL_version(OPENSSL_VERSION));
 }
 
 static void
@@ -94,15 +95,15 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 		/* Reload arrives with the control channel (mtasts-ctl reload); until then the
 		 * running configuration stays, and the operator is told so. */
 		log_warnx("SIGHUP: configuration reload is not supported by this version; "
-			  "restart mtastsd to apply changes to %s",
-			  d->cfg->path != NULL ? d->cfg->path : "the configuration");
+		          "restart mtastsd to apply changes to %s",
+		          d->cfg->path != NULL ? d->cfg->path : "the configuration");
 		return;
 	}
 	if (d->stopping)
 		return;
 	d->stopping = true;
 	log_info("shutdown: signal %s; no new connections, finishing pending answers",
-		 sig == SIGTERM ? "TERM" : "INT");
+	         sig == SIGTERM ? "TERM" : "INT");
 	d->ev_stop = evtimer_new(d->base, daemon_on_stop_deadline, d);
 	evtimer_add(d->ev_stop, &tv);
 	server_drain(d->server, daemon_on_drained, d);
@@ -134,7 +135,7 @@ drop_privileges(const struct config_daemon *dc)
 	if (pw->pw_uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
 		fatalx("privileges regained after dropping them to %s; refusing to run", dc->user);
 	log_info("privileges dropped to user=%s uid=%u gid=%u", dc->user, (unsigned)pw->pw_uid,
-		 (unsigned)gid);
+	         (unsigned)gid);
 }
 
 static void
@@ -223,7 +224,7 @@ daemon_setup(struct daemon *d)
 		const struct config_listener *cl = &cfg->listeners[i];
 		struct server_listen sl = {
 			.proto = cl->protocol == CONFIG_PROTOCOL_SOCKETMAP ? CONN_SOCKETMAP
-									   : CONN_TCPTABLE,
+			                                                   : CONN_TCPTABLE,
 			.host = cl->address.host,
 			.port = cl->address.port,
 			.path = cl->address.path,
@@ -298,7 +299,8 @@ main(int argc, char **argv)
 	strbuf_init(&err, 64 * 1024);
 	d.cfg = config_load(path, &err);
 	if (d.cfg == NULL) {
-		fprintf(stderr, "mtastsd: %s", err.data != NULL ? err.data : "cannot load config\n");
+		fprintf(stderr, "mtastsd: %s",
+		        err.data != NULL ? err.data : "cannot load config\n");
 		strbuf_release(&err);
 		return 1;
 	}
@@ -315,6 +317,13 @@ main(int argc, char **argv)
 	if (d.base == NULL)
 		fatalx("cannot create the event loop");
 	daemon_setup(&d);
+	if (!foreground) {
+		/* Detach only after binding, so a bad listener still fails on the terminal. */
+		if (daemon(0, 0) == -1)
+			fatal("cannot detach from the terminal");
+		if (event_reinit(d.base) == -1)
+			fatalx("cannot re-initialise the event loop after detaching");
+	}
 	write_pid_file(d.cfg->daemon.pid_file);
 	drop_privileges(&d.cfg->daemon);
 
@@ -327,7 +336,7 @@ main(int argc, char **argv)
 
 	server_start(d.server);
 	log_info("mtastsd ready: config=%s listeners=%zu maps=%zu cache=memory", path,
-		 d.cfg->nlisteners, d.cfg->nmaps);
+	         d.cfg->nlisteners, d.cfg->nmaps);
 	event_base_dispatch(d.base);
 
 	daemon_teardown(&d);

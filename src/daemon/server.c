@@ -88,7 +88,7 @@ server_log_limit(struct server *s, const char *what, const char *peer)
 		return;
 	s->last_limit_log = now;
 	log_warnx("server result=limit limit=%s peer=%s connections=%zu; refusing connections",
-		  what, peer, s->stats.connections);
+	          what, peer, s->stats.connections);
 }
 
 static void
@@ -117,7 +117,7 @@ server_on_closed(void *arg, struct conn *c)
 /* conn_handler forwards to lookup; the closed hook carries our per-connection record. */
 static void
 server_on_request(void *arg, struct conn_req *req, const char *name, size_t name_len,
-		  const char *key, size_t key_len)
+                  const char *key, size_t key_len)
 {
 	struct server_conn *sc = arg;
 
@@ -219,7 +219,7 @@ server_listen(struct server *s, const struct server_listen *spec, char *err, siz
 	sl->proto = spec->proto;
 	sl->map = spec->map != NULL ? xstrdup(spec->map) : NULL;
 	sl->l = listener_new(s->base, spec->host, spec->port, spec->path, spec->mode,
-			     server_on_accept, sl, err, errlen);
+	                     server_on_accept, sl, err, errlen);
 	if (sl->l == NULL) {
 		free(sl->map);
 		free(sl);
@@ -229,8 +229,8 @@ server_listen(struct server *s, const struct server_listen *spec, char *err, siz
 	s->listeners = sl;
 	s->stats.listeners++;
 	log_info("server listening on %s protocol=%s%s%s", listener_name(sl->l),
-		 spec->proto == CONN_SOCKETMAP ? "socketmap" : "tcp_table",
-		 sl->map != NULL ? " map=" : "", sl->map != NULL ? sl->map : "");
+	         spec->proto == CONN_SOCKETMAP ? "socketmap" : "tcp_table",
+	         sl->map != NULL ? " map=" : "", sl->map != NULL ? sl->map : "");
 	return 0;
 }
 

@@ -18,7 +18,7 @@ struct server_listen {
 	unsigned port;
 	const char *path; /* unix socket, or NULL */
 	mode_t mode;
-	const char *map;  /* tcp_table only */
+	const char *map; /* tcp_table only */
 };
 
 struct server_opts {
@@ -30,7 +30,7 @@ struct server_opts {
 };
 
 struct server *server_new(struct event_base *base, const struct server_opts *opts,
-			  struct lookup *lk);
+                          struct lookup *lk);
 /* Binds one listener (paused until server_start); -1 with a message in err on failure. */
 int server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen);
 void server_start(struct server *s);

@@ -184,7 +184,7 @@ cache_evict_one(struct cache *c, uint32_t now)
 /* Lays out one entry: header, aligned policy copy, then domain, id and text strings. */
 static struct cache_entry *
 cache_entry_build(const char *domain, const struct policy *p, const char *id, const char *text,
-		  size_t text_len)
+                  size_t text_len)
 {
 	size_t dlen = strlen(domain), ilen = id != NULL ? strlen(id) : 0;
 	size_t psize = p != NULL ? (sizeof(*p) + p->mx_size + 7) & ~(size_t)7 : 0;
@@ -230,7 +230,7 @@ cache_insert_empty(struct cache *c, const char *domain, uint32_t now)
 
 struct cache_entry *
 cache_set_policy(struct cache *c, struct cache_entry *old, const struct policy *p, const char *id,
-		 const char *text, size_t text_len, uint32_t fetched_at)
+                 const char *text, size_t text_len, uint32_t fetched_at)
 {
 	size_t i = cache_find_slot(c, old->domain);
 	struct cache_entry *e = cache_entry_build(old->domain, p, id, text, text_len);

@@ -28,19 +28,19 @@ enum cache_txt {
  * the policy's TXT id and the policy text verbatim.
  */
 struct cache_entry {
-	struct discovery *disc;  /* the running discovery, if any (owned by the engine) */
-	struct policy *policy;   /* points into data[], or NULL */
-	const char *domain;      /* points into data[] */
-	const char *id;          /* the policy's TXT id, "" without policy */
-	const char *text;        /* the policy text, text_len bytes, NUL-terminated */
+	struct discovery *disc; /* the running discovery, if any (owned by the engine) */
+	struct policy *policy;  /* points into data[], or NULL */
+	const char *domain;     /* points into data[] */
+	const char *id;         /* the policy's TXT id, "" without policy */
+	const char *text;       /* the policy text, text_len bytes, NUL-terminated */
 	uint32_t text_len;
 	uint32_t fetched_at;
-	uint32_t txt_until;      /* the TXT verdict below may be reused until then */
-	uint32_t backoff_until;  /* no fetch for backoff_id_hash before then (FETCH-5) */
+	uint32_t txt_until;     /* the TXT verdict below may be reused until then */
+	uint32_t backoff_until; /* no fetch for backoff_id_hash before then (FETCH-5) */
 	uint32_t backoff_id_hash;
 	uint32_t last_used;
-	uint8_t txt;             /* enum cache_txt */
-	uint8_t failure;         /* enum answer_failure of the last failed fetch */
+	uint8_t txt;     /* enum cache_txt */
+	uint8_t failure; /* enum answer_failure of the last failed fetch */
 	bool expiry_logged;
 	_Alignas(8) char data[];
 };
@@ -65,8 +65,8 @@ struct cache_entry *cache_insert_empty(struct cache *c, const char *domain, uint
  * pointers to the entry are invalid afterwards.
  */
 struct cache_entry *cache_set_policy(struct cache *c, struct cache_entry *old,
-				     const struct policy *p, const char *id, const char *text,
-				     size_t text_len, uint32_t fetched_at);
+                                     const struct policy *p, const char *id, const char *text,
+                                     size_t text_len, uint32_t fetched_at);
 
 void cache_remove(struct cache *c, struct cache_entry *e);
 size_t cache_count(const struct cache *c);

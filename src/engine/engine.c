@@ -22,8 +22,8 @@
 
 #define POLICY_PATH "/.well-known/mta-sts.txt"
 #define POLICY_PORT 443
-/* TXT answers with more strings than this are not MTA-STS material; treat as malformed. */
-#define TXT_CHUNKS_MAX 256
+/* TXT strings converted on the stack; a larger answer gets a heap array, never a cut one. */
+#define TXT_CHUNKS_STACK 64
 
 enum disc_state {
 	DISC_TXT,   /* waiting for _mta-sts.<domain> TXT */
@@ -113,7 +113,7 @@ engine_mx_list(const struct policy *p, char *out, size_t outlen)
 /* The answer the cache gives now for e; fetched overrides the lifetime (max_age 0). */
 static void
 engine_answer_from(struct engine *eng, struct cache_entry *e, uint32_t now, bool fetched,
-		   struct engine_answer *ans)
+                   struct engine_answer *ans)
 {
 	memset(ans, 0, sizeof(*ans));
 	ans->domain = e->domain;
@@ -127,7 +127,7 @@ engine_answer_from(struct engine *eng, struct cache_entry *e, uint32_t now, bool
 	if (e->policy != NULL && !e->expiry_logged) {
 		e->expiry_logged = true;
 		log_info("policy domain=%s id=%s mode=%s max_age=%u result=expired", e->domain,
-			 e->id, policy_mode_str(e->policy->mode), e->policy->max_age);
+		         e->id, policy_mode_str(e->policy->mode), e->policy->max_age);
 	}
 	if (e->txt == CACHE_TXT_DNSFAIL && eng->opts.dns_failure_temp) {
 		ans->result = ENGINE_TEMP;
@@ -136,8 +136,8 @@ engine_answer_from(struct engine *eng, struct cache_entry *e, uint32_t now, bool
 	}
 	ans->result = ENGINE_NONE;
 	ans->failure = e->txt == CACHE_TXT_CHANGED || e->txt == CACHE_TXT_MATCH
-			       ? (enum answer_failure)e->failure
-			       : ANSWER_FAILURE_NONE;
+	                       ? (enum answer_failure)e->failure
+	                       : ANSWER_FAILURE_NONE;
 }
 
 /* True when the entry's last TXT verdict still stands and needs no fetch (CACHE-3, -5). */
@@ -230,8 +230,8 @@ disc_on_deadline(evutil_socket_t fd, short what, void *arg)
 	d->late = true;
 	eng->stats.deadline_hits += n;
 	log_info("discovery domain=%s stage=%s waiters=%zu result=deadline; answering from cache "
-		 "while it goes on",
-		 d->domain, disc_state_names[d->state], n);
+	         "while it goes on",
+	         d->domain, disc_state_names[d->state], n);
 	disc_wake(d, cache_get(eng->cache, d->domain), engine_now(eng));
 }
 
@@ -253,16 +253,16 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 	e->backoff_id_hash = cache_id_hash(d->id);
 	e->failure = (uint8_t)failure;
 	e->txt = e->policy != NULL && strcmp(e->id, d->id) == 0 ? CACHE_TXT_MATCH
-								 : CACHE_TXT_CHANGED;
+	                                                        : CACHE_TXT_CHANGED;
 	if (cache_entry_valid(e, now))
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
-			  "cached_id=%s cached_mode=%s kept=yes backoff=%u",
-			  d->domain, d->id, kind, rpt[failure], detail, e->id,
-			  policy_mode_str(e->policy->mode), eng->opts.backoff);
+		          "cached_id=%s cached_mode=%s kept=yes backoff=%u",
+		          d->domain, d->id, kind, rpt[failure], detail, e->id,
+		          policy_mode_str(e->policy->mode), eng->opts.backoff);
 	else
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
-			  "cached=none backoff=%u",
-			  d->domain, d->id, kind, rpt[failure], detail, eng->opts.backoff);
+		          "cached=none backoff=%u",
+		          d->domain, d->id, kind, rpt[failure], detail, eng->opts.backoff);
 	disc_finish(d);
 }
 
@@ -288,20 +288,20 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 		else
 			eng->stats.fail_http++;
 		disc_fail(d, pki ? ANSWER_FAILURE_WEBPKI : ANSWER_FAILURE_FETCH,
-			  pki ? "tls" : fetch_status_str(res->status), res->error);
+		          pki ? "tls" : fetch_status_str(res->status), res->error);
 		return;
 	}
 	if (res->http_status != 200) {
 		eng->stats.fail_http++;
 		snprintf(detail, sizeof(detail), "HTTP status %ld (only 200 is valid)",
-			 res->http_status);
+		         res->http_status);
 		disc_fail(d, ANSWER_FAILURE_FETCH, "http", detail);
 		return;
 	}
 	if (!mediatype_is_text_plain(res->content_type)) {
 		eng->stats.fail_http++;
 		snprintf(detail, sizeof(detail), "Content-Type \"%.60s\" is not text/plain",
-			 res->content_type != NULL ? res->content_type : "");
+		         res->content_type != NULL ? res->content_type : "");
 		disc_fail(d, ANSWER_FAILURE_FETCH, "http", detail);
 		return;
 	}
@@ -325,7 +325,7 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	eng->stats.fetch_ok++;
 	engine_mx_list(p, mx, sizeof(mx));
 	log_info("policy domain=%s id=%s mode=%s max_age=%u mx=%s result=%s", d->domain, d->id,
-		 policy_mode_str(p->mode), p->max_age, mx, had ? "changed" : "fetched");
+	         policy_mode_str(p->mode), p->max_age, mx, had ? "changed" : "fetched");
 	policy_free(p);
 	disc_finish(d);
 }
@@ -345,7 +345,7 @@ disc_on_addr(void *arg, const struct dns_result *res)
 	}
 	d->state = DISC_FETCH;
 	d->fr = fetch_start(d->eng->fetch, d->host, POLICY_PORT, POLICY_PATH, res->addrs,
-			    res->naddrs, disc_on_fetch, d);
+	                    res->naddrs, disc_on_fetch, d);
 }
 
 static void
@@ -359,10 +359,10 @@ disc_start_fetch(struct discovery *d)
 /* Applies a TXT answer to the entry; returns true when a fetch must follow. */
 static bool
 disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_result *res,
-		 uint32_t now)
+                 uint32_t now)
 {
 	struct engine *eng = d->eng;
-	struct txt_chunk chunks[TXT_CHUNKS_MAX];
+	struct txt_chunk stack[TXT_CHUNKS_STACK], *chunks = stack;
 	struct txt_record rec;
 	const char *reason = "";
 	size_t n;
@@ -381,15 +381,18 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 		e->txt_until = now + eng->opts.fail_ttl;
 		if (cache_entry_valid(e, now))
 			log_warnx("policy domain=%s id=%s result=dns-failure reason=%s "
-				  "cached_mode=%s kept=yes",
-				  d->domain, e->id, dns_status_str(res->status),
-				  policy_mode_str(e->policy->mode));
+			          "cached_mode=%s kept=yes",
+			          d->domain, e->id, dns_status_str(res->status),
+			          policy_mode_str(e->policy->mode));
 		else
 			log_debug("txt domain=%s result=dns-failure reason=%s", d->domain,
-				  dns_status_str(res->status));
+			          dns_status_str(res->status));
 		return false;
 	}
-	n = res->ntxt < TXT_CHUNKS_MAX ? res->ntxt : TXT_CHUNKS_MAX;
+	/* Every string counts: dropping one could hide a second STS record (TXT-6). */
+	n = res->ntxt;
+	if (n > TXT_CHUNKS_STACK)
+		chunks = xreallocarray(NULL, n, sizeof(*chunks));
 	for (size_t i = 0; i < n; i++) {
 		chunks[i].data = res->txt[i].data;
 		chunks[i].len = res->txt[i].len;
@@ -399,19 +402,22 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 	d->txt_ttl = e->txt_until - now;
 	enum txt_result tr = txt_select(chunks, n, &rec, &reason);
 
+	if (chunks != stack)
+		free(chunks);
+
 	switch (tr) {
 	case TXT_NONE:
 		e->txt = CACHE_TXT_NONE;
 		if (cache_entry_valid(e, now))
 			log_info("txt domain=%s result=missing cached_id=%s kept=yes", d->domain,
-				 e->id);
+			         e->id);
 		return false;
 	case TXT_MULTIPLE:
 	case TXT_INVALID:
 		e->txt = tr == TXT_INVALID ? CACHE_TXT_INVALID : CACHE_TXT_MULTIPLE;
 		log_info("txt domain=%s result=%s reason=\"%s\"%s", d->domain, txt_result_str(tr),
-			 tr == TXT_INVALID && reason != NULL ? reason : "several STS records",
-			 cache_entry_valid(e, now) ? " kept=yes" : "");
+		         tr == TXT_INVALID && reason != NULL ? reason : "several STS records",
+		         cache_entry_valid(e, now) ? " kept=yes" : "");
 		return false;
 	case TXT_OK:
 		break;
@@ -424,9 +430,9 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 	}
 	if (now < e->backoff_until && e->backoff_id_hash == cache_id_hash(rec.id)) {
 		e->txt = e->policy != NULL && strcmp(rec.id, e->id) == 0 ? CACHE_TXT_MATCH
-									 : CACHE_TXT_CHANGED;
+		                                                         : CACHE_TXT_CHANGED;
 		log_debug("txt domain=%s id=%s result=backoff until=%u", d->domain, rec.id,
-			  e->backoff_until);
+		          e->backoff_until);
 		return false;
 	}
 	return true;
@@ -488,7 +494,7 @@ disc_start(struct engine *eng, struct cache_entry *e)
 
 struct engine *
 engine_new(struct event_base *base, struct dns *dns, struct fetch *fetch,
-	   const struct engine_opts *opts)
+           const struct engine_opts *opts)
 {
 	struct engine *eng = xcalloc(1, sizeof(*eng));
 
@@ -515,7 +521,7 @@ engine_free(struct engine *eng)
 
 struct engine_wait *
 engine_lookup(struct engine *eng, const char *domain, struct engine_answer *ans, engine_cb cb,
-	      void *arg)
+              void *arg)
 {
 	uint32_t now = engine_now(eng);
 	struct cache_entry *e = cache_get(eng->cache, domain);
@@ -540,7 +546,7 @@ engine_lookup(struct engine *eng, const char *domain, struct engine_answer *ans,
 			ans->domain = domain;
 			ans->reason = "policy cache full of running discoveries";
 			log_warnx("engine domain=%s result=limit reason=\"%s\"", domain,
-				  ans->reason);
+			          ans->reason);
 			return NULL;
 		}
 	}

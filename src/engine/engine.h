@@ -20,7 +20,7 @@ struct engine_opts {
 	uint32_t fail_ttl;         /* seconds a DNS failure verdict is reused */
 	uint32_t backoff;          /* seconds without fetch per (domain, id) after a failure */
 	unsigned lookup_timeout_ms;
-	bool dns_failure_temp;     /* TXT-10 knob: TEMP instead of NOTFOUND, no cached policy */
+	bool dns_failure_temp; /* TXT-10 knob: TEMP instead of NOTFOUND, no cached policy */
 	size_t max_entries;
 	/* Wall clock in seconds; NULL = the event loop's cached time. Tests set their own. */
 	uint32_t (*clock)(void *arg);
@@ -47,7 +47,7 @@ struct engine_answer {
 typedef void (*engine_cb)(void *arg, const struct engine_answer *ans);
 
 struct engine *engine_new(struct event_base *base, struct dns *dns, struct fetch *fetch,
-			  const struct engine_opts *opts);
+                          const struct engine_opts *opts);
 /* Cancels discoveries (no callbacks) and frees; call before dns_free/fetch_free. */
 void engine_free(struct engine *eng);
 
@@ -56,15 +56,15 @@ void engine_free(struct engine *eng);
  * NULL without calling cb. Otherwise returns a wait handle and cb runs once later (after the
  * shared discovery finishes or the lookup deadline passes), unless engine_cancel() first.
  */
-struct engine_wait *engine_lookup(struct engine *eng, const char *domain,
-				  struct engine_answer *ans, engine_cb cb, void *arg);
+struct engine_wait *engine_lookup(struct engine *eng, const char *domain, struct engine_answer *ans,
+                                  engine_cb cb, void *arg);
 void engine_cancel(struct engine_wait *w);
 
 struct engine_stats {
 	uint64_t lookups;
-	uint64_t cache_hits;      /* answered without waiting */
-	uint64_t cache_misses;    /* had to wait for a discovery */
-	uint64_t deadline_hits;   /* answered from cache because the deadline passed */
+	uint64_t cache_hits;    /* answered without waiting */
+	uint64_t cache_misses;  /* had to wait for a discovery */
+	uint64_t deadline_hits; /* answered from cache because the deadline passed */
 	uint64_t discoveries;
 	uint64_t fetch_ok;
 	uint64_t fetch_unchanged; /* TXT id unchanged: no fetch needed */

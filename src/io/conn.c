@@ -145,8 +145,8 @@ conn_format(struct conn *c, struct strbuf *sb, enum conn_reply kind, const char 
 			data = NULL, len = 0;
 		rc = socketmap_format_reply(sb, sm[kind], data, len);
 		if (rc == -1) {
-			log_warnx("conn peer=%s reply of %zu bytes too long; answering TEMP", c->peer,
-				  len);
+			log_warnx("conn peer=%s reply of %zu bytes too long; answering TEMP",
+			          c->peer, len);
 			socketmap_format_reply(sb, SOCKETMAP_TEMP, too_long, sizeof(too_long) - 1);
 		}
 	} else {
@@ -154,9 +154,10 @@ conn_format(struct conn *c, struct strbuf *sb, enum conn_reply kind, const char 
 			data = "not found", len = 9;
 		rc = tcptable_format_reply(sb, tc[kind], data, len);
 		if (rc == -1) {
-			log_warnx("conn peer=%s reply of %zu bytes too long; answering 400", c->peer,
-				  len);
-			tcptable_format_reply(sb, TCPTABLE_CODE_ERROR, too_long, sizeof(too_long) - 1);
+			log_warnx("conn peer=%s reply of %zu bytes too long; answering 400",
+			          c->peer, len);
+			tcptable_format_reply(sb, TCPTABLE_CODE_ERROR, too_long,
+			                      sizeof(too_long) - 1);
 		}
 	}
 }
@@ -197,7 +198,7 @@ conn_flush(struct conn *c)
 		return;
 	while (c->out_off < c->out.len) {
 		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-				 MSG_NOSIGNAL);
+		                 MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -244,12 +245,12 @@ conn_decode_one(struct conn *c, size_t off)
 		struct socketmap_request req;
 
 		switch (netstring_decode(buf, len, c->request_max, &payload, &plen, &consumed,
-					 &err)) {
+		                         &err)) {
 		case NETSTRING_NEED_MORE:
 			return 0;
 		case NETSTRING_ERROR:
-			log_warnx("conn peer=%s result=framing-error reason=\"%s\"; closing", c->peer,
-				  netstring_error_str(err));
+			log_warnx("conn peer=%s result=framing-error reason=\"%s\"; closing",
+			          c->peer, netstring_error_str(err));
 			return -1;
 		case NETSTRING_FRAME:
 			break;
@@ -259,7 +260,7 @@ conn_decode_one(struct conn *c, size_t off)
 			struct conn_req *r = conn_req_alloc(c);
 
 			log_info("conn peer=%s result=perm reason=\"request without a space\"",
-				 c->peer);
+			         c->peer);
 			conn_reply(r, CONN_REPLY_PERM, msg, sizeof(msg) - 1);
 		} else {
 			conn_dispatch(c, req.name, req.name_len, req.key, req.key_len);
@@ -275,7 +276,7 @@ conn_decode_one(struct conn *c, size_t off)
 		return 0;
 	case TCPTABLE_ERROR:
 		log_warnx("conn peer=%s result=framing-error reason=\"%s\"; closing", c->peer,
-			  tcptable_error_str(err));
+		          tcptable_error_str(err));
 		return -1;
 	case TCPTABLE_BAD: {
 		struct conn_req *r = conn_req_alloc(c);
@@ -309,7 +310,7 @@ conn_process(struct conn *c)
 			if (c->in_len == c->in_cap) {
 				/* Cannot happen with the caps above; closing beats spinning. */
 				log_warnx("conn peer=%s result=framing-error reason=\"input full\"",
-					  c->peer);
+				          c->peer);
 				conn_kill(c);
 			}
 			break;
@@ -384,7 +385,7 @@ conn_on_close(evutil_socket_t fd, short what, void *arg)
 
 struct conn *
 conn_new(struct event_base *base, int fd, enum conn_proto proto, const char *peer,
-	 const struct conn_opts *opts, const struct conn_handler *h)
+         const struct conn_opts *opts, const struct conn_handler *h)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	int flags = fcntl(fd, F_GETFL);
@@ -395,7 +396,7 @@ conn_new(struct event_base *base, int fd, enum conn_proto proto, const char *pee
 	c->fd = fd;
 	c->proto = proto;
 	strbuf_init(&c->out, (size_t)(opts->max_pending + 1) *
-				     (SOCKETMAP_REPLY_MAX + NETSTRING_LEN_DIGITS_MAX + 2));
+	                             (SOCKETMAP_REPLY_MAX + NETSTRING_LEN_DIGITS_MAX + 2));
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->h = *h;
 	c->request_max = opts->request_max;

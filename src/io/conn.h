@@ -28,7 +28,7 @@ enum conn_reply {
  */
 struct conn_handler {
 	void (*request)(void *arg, struct conn_req *req, const char *name, size_t name_len,
-			const char *key, size_t key_len);
+	                const char *key, size_t key_len);
 	void (*cancel)(void *arg, struct conn_req *req);
 	/* Runs once when the connection is gone (after any cancels), for accounting. */
 	void (*closed)(void *arg, struct conn *c);
@@ -44,7 +44,7 @@ struct conn_opts {
 
 /* Takes ownership of fd (non-blocking is set here). peer is for log lines ("1.2.3.4:5"). */
 struct conn *conn_new(struct event_base *base, int fd, enum conn_proto proto, const char *peer,
-		      const struct conn_opts *opts, const struct conn_handler *h);
+                      const struct conn_opts *opts, const struct conn_handler *h);
 
 /*
  * Answers req. Replies leave in request order whatever order they are given in. data is

@@ -432,8 +432,7 @@ dns_cancel(struct dns_query *q)
 		free(q);
 		break;
 	case DNS_Q_DELIVERING:
-		/* Cancelling from its own callback: dns_on_deliver frees it when the callback
-		 * returns. */
+		/* From its own callback: dns_on_deliver() frees it once that returns. */
 		break;
 	}
 }

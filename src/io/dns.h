@@ -40,8 +40,8 @@ struct dns_mx {
 /* Everything points into storage owned by the dns module and valid only during the callback. */
 struct dns_result {
 	enum dns_status status;
-	uint32_t ttl;       /* seconds this result may be reused (0 for TIMEOUT/ERROR) */
-	bool from_cache;    /* answered from the module's cache, no packet sent */
+	uint32_t ttl;    /* seconds this result may be reused (0 for TIMEOUT/ERROR) */
+	bool from_cache; /* answered from the module's cache, no packet sent */
 	const struct dns_txt *txt;
 	size_t ntxt;
 	const char *const *addrs; /* numeric IPv4/IPv6 strings, A before AAAA */
@@ -51,13 +51,13 @@ struct dns_result {
 };
 
 struct dns_opts {
-	const char *servers;     /* "ip[:port],[ipv6]:port,..."; NULL or "" = /etc/resolv.conf */
-	unsigned timeout_ms;     /* per try */
+	const char *servers; /* "ip[:port],[ipv6]:port,..."; NULL or "" = /etc/resolv.conf */
+	unsigned timeout_ms; /* per try */
 	unsigned tries;
-	uint32_t max_ttl;        /* positive answers cached at most this long */
-	uint32_t negative_ttl;   /* NXDOMAIN/NODATA cached min(SOA minimum, this) */
-	uint32_t servfail_ttl;   /* SERVFAIL/TIMEOUT cached this long (0 = not cached) */
-	size_t cache_max;        /* entries; the oldest are dropped beyond it */
+	uint32_t max_ttl;      /* positive answers cached at most this long */
+	uint32_t negative_ttl; /* NXDOMAIN/NODATA cached min(SOA minimum, this) */
+	uint32_t servfail_ttl; /* SERVFAIL/TIMEOUT cached this long (0 = not cached) */
+	size_t cache_max;      /* entries; the oldest are dropped beyond it */
 };
 
 typedef void (*dns_cb)(void *arg, const struct dns_result *res);
@@ -73,7 +73,7 @@ void dns_free(struct dns *dns);
  * The handle is valid until the callback returns or dns_cancel() is called.
  */
 struct dns_query *dns_lookup(struct dns *dns, const char *name, enum dns_type type, dns_cb cb,
-			     void *arg);
+                             void *arg);
 void dns_cancel(struct dns_query *q);
 
 /* Drops cached answers for name (all types); used when a policy is flushed or refreshed. */

@@ -366,22 +366,21 @@ dnsmsg_scan_answers(const struct dnsmsg_in *in, size_t off, unsigned ancount,
 	return DNSMSG_OK;
 }
 
-/*
- * Follows CNAMEs from the name in *cur (TXT-9: a stub resolver's answer holds the chain and the
- * target's RRs). Names were checked by the scan, so reading them again cannot fail.
- */
+/* Follows CNAMEs from the name in *cur (TXT-9: the answer holds the chain and the target's RRs). */
 static enum dnsmsg_err
 dnsmsg_follow(const struct dnsmsg_in *in, const struct dnsmsg_cname *cn, size_t ncn,
               struct dnsmsg_name *cur, struct dnsmsg *out)
 {
 	struct dnsmsg_name owner;
+	enum dnsmsg_err err;
 
 	for (;;) {
 		size_t i, off;
 
 		for (i = 0; i < ncn; i++) {
 			off = cn[i].owner_off;
-			dnsmsg_name_read(in, &off, &owner);
+			if ((err = dnsmsg_name_read(in, &off, &owner)) != DNSMSG_OK)
+				return err;
 			if (dnsmsg_name_eq(&owner, cur))
 				break;
 		}
@@ -390,13 +389,14 @@ dnsmsg_follow(const struct dnsmsg_in *in, const struct dnsmsg_cname *cn, size_t 
 		if (out->ncname == DNSMSG_CNAME_MAX)
 			return DNSMSG_E_CNAME_LOOP;
 		off = cn[i].rdoff;
-		dnsmsg_name_read(in, &off, cur);
+		if ((err = dnsmsg_name_read(in, &off, cur)) != DNSMSG_OK)
+			return err;
 		out->ttl = min_u32(out->ttl, cn[i].ttl);
 		out->ncname++;
 	}
 }
 
-/* Collects the answer RRs of qtype owned by the chain's target; the scan checked every RR. */
+/* Collects the answer RRs of qtype owned by the chain's target. */
 static enum dnsmsg_err
 dnsmsg_collect(const struct dnsmsg_in *in, size_t off, unsigned ancount, uint16_t qtype,
                const struct dnsmsg_name *target, struct dnsmsg *out, size_t *nused)
@@ -408,7 +408,8 @@ dnsmsg_collect(const struct dnsmsg_in *in, size_t off, unsigned ancount, uint16_
 
 	*nused = 0;
 	for (unsigned i = 0; i < ancount; i++) {
-		dnsmsg_rr_read(in, &off, &rr, &owner);
+		if ((err = dnsmsg_rr_read(in, &off, &rr, &owner)) != DNSMSG_OK)
+			return err;
 		if (rr.type != qtype || rr.class != DNSMSG_CLASS_IN ||
 		    !dnsmsg_name_eq(&owner, target))
 			continue;

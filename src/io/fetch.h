@@ -10,26 +10,26 @@ struct fetch;
 struct fetch_req;
 
 enum fetch_status {
-	FETCH_OK = 0,      /* a complete HTTP response arrived (any status code) */
-	FETCH_TOO_LARGE,   /* body (or Content-Length) over body_max: aborted while receiving */
-	FETCH_TIMEOUT,     /* total deadline passed */
-	FETCH_CONNECT,     /* could not connect to any address */
-	FETCH_TLS,         /* TLS handshake or protocol failure (incl. version below 1.2) */
-	FETCH_CERT,        /* certificate verification failed: chain, expiry or name */
-	FETCH_TRUNCATED,   /* connection closed before the body was complete */
-	FETCH_ERROR,       /* anything else (curl's message in error) */
+	FETCH_OK = 0,    /* a complete HTTP response arrived (any status code) */
+	FETCH_TOO_LARGE, /* body (or Content-Length) over body_max: aborted while receiving */
+	FETCH_TIMEOUT,   /* total deadline passed */
+	FETCH_CONNECT,   /* could not connect to any address */
+	FETCH_TLS,       /* TLS handshake or protocol failure (incl. version below 1.2) */
+	FETCH_CERT,      /* certificate verification failed: chain, expiry or name */
+	FETCH_TRUNCATED, /* connection closed before the body was complete */
+	FETCH_ERROR,     /* anything else (curl's message in error) */
 };
 
 /* Valid only during the callback. */
 struct fetch_result {
 	enum fetch_status status;
-	long http_status;          /* 0 if no response */
-	const char *content_type;  /* as sent, or NULL */
-	const char *body;          /* NUL-terminated for convenience; body_len excludes the NUL */
+	long http_status;         /* 0 if no response */
+	const char *content_type; /* as sent, or NULL */
+	const char *body;         /* NUL-terminated for convenience; body_len excludes the NUL */
 	size_t body_len;
-	const char *error;         /* human-readable detail when status != FETCH_OK, else "" */
-	const char *remote_addr;   /* address actually used, or "" */
-	uint32_t elapsed_ms;       /* since fetch_start(), queueing included */
+	const char *error;       /* human-readable detail when status != FETCH_OK, else "" */
+	const char *remote_addr; /* address actually used, or "" */
+	uint32_t elapsed_ms;     /* since fetch_start(), queueing included */
 	/* Server certificate, when the handshake got that far ("" otherwise). */
 	const char *cert_subject;
 	const char *cert_issuer;
@@ -38,12 +38,12 @@ struct fetch_result {
 };
 
 struct fetch_opts {
-	const char *ca_file;     /* PEM bundle; NULL = the system default store */
+	const char *ca_file; /* PEM bundle; NULL = the system default store */
 	/* Total for connect + TLS + headers + body, from when the transfer leaves the queue. */
-	unsigned timeout_ms;     /* 0 = 10000 */
-	size_t body_max;         /* e.g. 65536; exactly body_max is accepted */
-	const char *user_agent;  /* NULL = "mtastsd/<version>" */
-	unsigned max_parallel;   /* transfers running at once; the rest queue; 0 = 1 */
+	unsigned timeout_ms;    /* 0 = 10000 */
+	size_t body_max;        /* e.g. 65536; exactly body_max is accepted */
+	const char *user_agent; /* NULL = "mtastsd/<version>" */
+	unsigned max_parallel;  /* transfers running at once; the rest queue; 0 = 1 */
 };
 
 typedef void (*fetch_cb)(void *arg, const struct fetch_result *res);
@@ -62,7 +62,7 @@ void fetch_free(struct fetch *f);
  * exactly once from the event loop, never inside fetch_start(), unless cancelled.
  */
 struct fetch_req *fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
-			      const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg);
+                              const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg);
 void fetch_cancel(struct fetch_req *req);
 
 const char *fetch_status_str(enum fetch_status st);

@@ -70,10 +70,10 @@ listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE)
 				log_warnx("listener %s result=limit reason=\"out of file "
-					  "descriptors\"",
-					  l->name);
+				          "descriptors\"",
+				          l->name);
 			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-				 errno != ECONNABORTED)
+			         errno != ECONNABORTED)
 				log_warn("listener %s accept", l->name);
 			return;
 		}
@@ -105,7 +105,7 @@ listener_wrap(struct event_base *base, int fd, const char *name, listener_cb cb,
 
 struct listener *
 listener_new(struct event_base *base, const char *host, unsigned port, const char *path,
-	     mode_t mode, listener_cb cb, void *arg, char *err, size_t errlen)
+             mode_t mode, listener_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -118,7 +118,7 @@ listener_new(struct event_base *base, const char *host, unsigned port, const cha
 
 		if (strlen(path) >= sizeof(un->sun_path)) {
 			snprintf(err, errlen, "unix socket path %s is longer than %zu bytes", path,
-				 sizeof(un->sun_path) - 1);
+			         sizeof(un->sun_path) - 1);
 			return NULL;
 		}
 		un->sun_family = AF_UNIX;
@@ -197,8 +197,8 @@ listener_adopt(struct event_base *base, int fd, const char *name, listener_cb cb
 	if (flags != -1)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	l = listener_wrap(base, fd, name, cb, arg);
-	l->is_unix = getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
-		     ss.ss_family == AF_UNIX;
+	l->is_unix =
+	        getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 && ss.ss_family == AF_UNIX;
 	return l;
 }
 

@@ -17,11 +17,11 @@ typedef void (*listener_cb)(void *arg, int fd, const char *peer);
  * listener_resume() once the daemon is ready to serve.
  */
 struct listener *listener_new(struct event_base *base, const char *host, unsigned port,
-			      const char *path, mode_t mode, listener_cb cb, void *arg, char *err,
-			      size_t errlen);
+                              const char *path, mode_t mode, listener_cb cb, void *arg, char *err,
+                              size_t errlen);
 /* Wraps an already listening fd (socket activation); name is used in logs. */
-struct listener *listener_adopt(struct event_base *base, int fd, const char *name,
-				listener_cb cb, void *arg);
+struct listener *listener_adopt(struct event_base *base, int fd, const char *name, listener_cb cb,
+                                void *arg);
 /* Stops accepting, closes the socket and removes a unix socket file this listener created. */
 void listener_free(struct listener *l);
 void listener_pause(struct listener *l);

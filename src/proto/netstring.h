@@ -35,8 +35,8 @@ enum netstring_error {
  * On NETSTRING_ERROR, *err says why. Never reads past buf + len.
  */
 enum netstring_status netstring_decode(const char *buf, size_t len, size_t cap,
-				       const char **payload, size_t *payload_len, size_t *consumed,
-				       enum netstring_error *err);
+                                       const char **payload, size_t *payload_len, size_t *consumed,
+                                       enum netstring_error *err);
 
 const char *netstring_error_str(enum netstring_error err);
 

@@ -37,7 +37,7 @@ int socketmap_parse_request(const char *payload, size_t len, struct socketmap_re
  * would exceed SOCKETMAP_REPLY_MAX or out's max, or when data holds a NUL byte.
  */
 int socketmap_format_reply(struct strbuf *out, enum socketmap_status status, const char *data,
-			   size_t len);
+                           size_t len);
 
 const char *socketmap_status_str(enum socketmap_status status);
 

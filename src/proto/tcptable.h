@@ -18,9 +18,9 @@ enum tcptable_status {
 
 enum tcptable_error {
 	TCPTABLE_ERR_NONE = 0,
-	TCPTABLE_ERR_TOO_LONG,     /* line longer than TCPTABLE_LINE_MAX */
-	TCPTABLE_ERR_BAD_COMMAND,  /* not "get SP key" (e.g. "put", missing SP) */
-	TCPTABLE_ERR_BAD_ESCAPE,   /* '%' not followed by two hex digits */
+	TCPTABLE_ERR_TOO_LONG,    /* line longer than TCPTABLE_LINE_MAX */
+	TCPTABLE_ERR_BAD_COMMAND, /* not "get SP key" (e.g. "put", missing SP) */
+	TCPTABLE_ERR_BAD_ESCAPE,  /* '%' not followed by two hex digits */
 };
 
 /*
@@ -32,7 +32,7 @@ enum tcptable_error {
  * TCPTABLE_BAD, *consumed is the line length including LF.
  */
 enum tcptable_status tcptable_decode(const char *buf, size_t len, char *key, size_t keycap,
-				     size_t *key_len, size_t *consumed, enum tcptable_error *err);
+                                     size_t *key_len, size_t *consumed, enum tcptable_error *err);
 
 const char *tcptable_error_str(enum tcptable_error err);
 
@@ -47,6 +47,6 @@ enum tcptable_code {
  * Returns -1 and leaves out unchanged when the line would exceed TCPTABLE_LINE_MAX.
  */
 int tcptable_format_reply(struct strbuf *out, enum tcptable_code code, const char *text,
-			  size_t len);
+                          size_t len);
 
 #endif

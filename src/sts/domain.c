@@ -3,6 +3,8 @@
 
 #include "sts/domain.h"
 
+#include "base/utf8.h"
+
 #include <string.h>
 
 #ifdef HAVE_IDN2
@@ -171,51 +173,6 @@ domain_port_ok(const char *p, size_t len)
 	return value >= 1 && value <= 65535;
 }
 
-/* Strict UTF-8 (Unicode Table 3-7): no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool
-domain_utf8_ok(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		unsigned char lo = 0x80, hi = 0xBF;
-		size_t more;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			more = 1;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			more = 2;
-			if (c == 0xE0)
-				lo = 0xA0;
-			else if (c == 0xED)
-				hi = 0x9F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			if (c == 0xF0)
-				lo = 0x90;
-			else if (c == 0xF4)
-				hi = 0x8F;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < more)
-			return false;
-		/* Only the first continuation byte has a narrowed range. */
-		if (s[i + 1] < lo || s[i + 1] > hi)
-			return false;
-		for (size_t k = 2; k <= more; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return false;
-		i += more + 1;
-	}
-	return true;
-}
-
 /* Validates name[0..len) as LDH and writes it lower-cased to out. */
 static enum domain_result
 domain_finish(const char *name, size_t len, char out[DOMAIN_NAME_MAX + 1])
@@ -329,7 +286,7 @@ domain_normalise(const char *key, size_t len, char out[DOMAIN_NAME_MAX + 1])
 		return DOMAIN_ADDRESS_LITERAL;
 	/* All after host was checked as ASCII above, so the bytes >= 0x80 seen are in host. */
 	if (utf8) {
-		if (!domain_utf8_ok((const unsigned char *)host, hlen))
+		if (!utf8_valid((const unsigned char *)host, hlen))
 			return DOMAIN_BAD_UTF8;
 		return domain_from_utf8(host, hlen, out);
 	}

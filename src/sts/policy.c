@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "base/xmalloc.h"
 #include "sts/domain.h"
 
@@ -117,51 +118,6 @@ static char
 policy_lower(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-/* Strict UTF-8 (Unicode Table 3-7): no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool
-policy_utf8_ok(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		unsigned char lo = 0x80, hi = 0xBF;
-		size_t more;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			more = 1;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			more = 2;
-			if (c == 0xE0)
-				lo = 0xA0;
-			else if (c == 0xED)
-				hi = 0x9F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			if (c == 0xF0)
-				lo = 0x90;
-			else if (c == 0xF4)
-				hi = 0x8F;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < more)
-			return false;
-		/* Only the first continuation byte has a narrowed range. */
-		if (s[i + 1] < lo || s[i + 1] > hi)
-			return false;
-		for (size_t k = 2; k <= more; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return false;
-		i += more + 1;
-	}
-	return true;
 }
 
 static enum policy_error
@@ -286,7 +242,7 @@ policy_line(struct policy_state *st, const char *line, size_t len)
 {
 	size_t name_len = 0, v, end = len;
 
-	if (!policy_utf8_ok((const unsigned char *)line, len))
+	if (!utf8_valid((const unsigned char *)line, len))
 		return POLICY_ERR_BAD_UTF8;
 	while (end > 0 && policy_is_wsp(line[end - 1]))
 		end--;

@@ -27,17 +27,17 @@ enum policy_warning {
 
 enum policy_error {
 	POLICY_ERR_NONE = 0,
-	POLICY_ERR_TOO_LARGE,      /* body over POLICY_BODY_MAX */
-	POLICY_ERR_BAD_UTF8,       /* not valid UTF-8 (a BOM is a bad field name instead) */
-	POLICY_ERR_BAD_LINE,       /* a line that is not "name:" *WSP value under the ABNF */
-	POLICY_ERR_BAD_VERSION,    /* first version field is not exactly STSv1 */
-	POLICY_ERR_BAD_MODE,       /* first mode field is not enforce|testing|none */
-	POLICY_ERR_BAD_MAX_AGE,    /* not 1-10 digits */
-	POLICY_ERR_BAD_MX,         /* an mx pattern outside MX-1 */
+	POLICY_ERR_TOO_LARGE,   /* body over POLICY_BODY_MAX */
+	POLICY_ERR_BAD_UTF8,    /* not valid UTF-8 (a BOM is a bad field name instead) */
+	POLICY_ERR_BAD_LINE,    /* a line that is not "name:" *WSP value under the ABNF */
+	POLICY_ERR_BAD_VERSION, /* first version field is not exactly STSv1 */
+	POLICY_ERR_BAD_MODE,    /* first mode field is not enforce|testing|none */
+	POLICY_ERR_BAD_MAX_AGE, /* not 1-10 digits */
+	POLICY_ERR_BAD_MX,      /* an mx pattern outside MX-1 */
 	POLICY_ERR_NO_VERSION,
 	POLICY_ERR_NO_MODE,
 	POLICY_ERR_NO_MAX_AGE,
-	POLICY_ERR_NO_MX,          /* mode enforce/testing with no usable mx pattern */
+	POLICY_ERR_NO_MX, /* mode enforce/testing with no usable mx pattern */
 };
 
 /*
@@ -50,7 +50,7 @@ struct policy {
 	uint32_t max_age;  /* after clamping to POLICY_MAX_AGE_MAX */
 	uint32_t warnings; /* enum policy_warning bits */
 	uint32_t nmx;
-	uint32_t mx_size;  /* bytes used in mx[], NULs included */
+	uint32_t mx_size; /* bytes used in mx[], NULs included */
 	char mx[];
 };
 
@@ -58,8 +58,7 @@ struct policy {
  * Parses body[0..len). On success returns a new policy. On failure returns NULL and sets *err
  * and *err_line (1-based; 0 when the error is not tied to a line, e.g. a missing field).
  */
-struct policy *policy_parse(const char *body, size_t len, enum policy_error *err,
-			    size_t *err_line);
+struct policy *policy_parse(const char *body, size_t len, enum policy_error *err, size_t *err_line);
 void policy_free(struct policy *p);
 
 /* Iterates patterns: pass NULL first; returns NULL after the last one. */

@@ -21,10 +21,10 @@ struct txt_chunk {
 };
 
 enum txt_result {
-	TXT_OK = 0,     /* exactly one candidate and it parses: *id is set */
-	TXT_NONE,       /* no candidate among the records (includes zero records) */
-	TXT_MULTIPLE,   /* more than one candidate, valid or not (TXT-6) */
-	TXT_INVALID,    /* exactly one candidate that breaks the ABNF (TXT-4) */
+	TXT_OK = 0,   /* exactly one candidate and it parses: *id is set */
+	TXT_NONE,     /* no candidate among the records (includes zero records) */
+	TXT_MULTIPLE, /* more than one candidate, valid or not (TXT-6) */
+	TXT_INVALID,  /* exactly one candidate that breaks the ABNF (TXT-4) */
 };
 
 struct txt_record {
@@ -37,7 +37,7 @@ struct txt_record {
  * have record_start set (a chunk list not starting a record is treated as starting one).
  */
 enum txt_result txt_select(const struct txt_chunk *chunks, size_t n, struct txt_record *rec,
-			   const char **reason);
+                           const char **reason);
 
 /* True when s[0..len) matches ^v=STSv1[ \t]*; (TXT-6, erratum 6285). */
 bool txt_is_candidate(const char *s, size_t len);

@@ -28,7 +28,9 @@ one nginx server block per domain, which is too slow for 100,000 domains):
 import argparse
 import hashlib
 import json
+import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -104,21 +106,100 @@ def child_pids(pid):
     return out
 
 
+def cpu_busy(cpus):
+    """Busy jiffies (all but idle and iowait) of each CPU in cpus, from /proc/stat, in seconds."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name = line.split(" ", 1)[0]
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in line.split()[1:]]
+                out[int(name[3:])] = (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    return out
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 class Sample:
-    """CPU and RSS of a process, read at the start and end of a scenario."""
+    """Around one run: the server's CPU time and RSS, both CPUs' busy time (everything that ran
+    on them, ours or not) and the CPU time of the children we waited for (the load generator)."""
+
+    cpus = (0, 1)
 
     def __init__(self, pid):
         self.pid = pid
         self.cpu0 = proc_cpu(pid)
         self.rss0 = proc_rss(pid)
+        self.busy0 = cpu_busy(self.cpus)
+        self.kids0 = children_cpu()
         self.t0 = time.monotonic()
-        self.cpu = self.rss = self.wall = None
+        self.cpu = self.rss = self.wall = self.busy = self.kids = None
 
     def stop(self):
         self.cpu = proc_cpu(self.pid) - self.cpu0
         self.rss = proc_rss(self.pid)
         self.wall = time.monotonic() - self.t0
+        busy = cpu_busy(self.cpus)
+        self.busy = {c: busy[c] - self.busy0[c] for c in busy}
+        self.kids = children_cpu() - self.kids0
         return self
+
+    def annotate(self, r):
+        """Adds the server's and the machine's figures to a load result."""
+        r["server_cpu_s"] = self.cpu
+        r["server_cpu_us_per_req"] = self.cpu * 1e6 / r["requests"] if r["requests"] else None
+        r["server_util"] = self.cpu / self.wall if self.wall else None
+        r["load_util"] = self.kids / self.wall if self.wall else None
+        r["cpu_busy"] = {str(c): b / self.wall for c, b in self.busy.items()} if self.wall else {}
+        r["wall_s"] = self.wall
+        r["rss"] = self.rss
+        return r
+
+
+def hist_quantile(hist, n, mx, q):
+    rank = max(1, math.ceil(q * n))
+    seen = 0
+    for upper, count in hist:
+        seen += count
+        if seen >= rank:
+            return min(upper, mx)
+    return mx
+
+
+def merge_runs(runs):
+    """One result from several load runs of the same kind (needs --dump-hist)."""
+    out = dict(runs[-1])
+    out["rounds"] = len(runs)
+    for key in ("requests", "elapsed_s", "server_cpu_s", "wall_s"):
+        out[key] = sum(r.get(key) or 0 for r in runs)
+    out["rps"] = out["requests"] / out["elapsed_s"] if out["elapsed_s"] else 0.0
+    for key in ("replies", "errors"):
+        out[key] = {k: sum(r[key][k] for r in runs) for k in runs[0][key]}
+    out["ok_ratio"] = out["replies"]["ok"] / out["requests"] if out["requests"] else 0.0
+    merged = {}
+    for r in runs:
+        for upper, count in r["hist_ns"]:
+            merged[upper] = merged.get(upper, 0) + count
+    hist = sorted(merged.items())
+    n = sum(merged.values())
+    mx = max(r["max_ns"] for r in runs)
+    lat = {"n": n, "mean": sum(r["sum_ns"] for r in runs) / n / 1000 if n else 0.0,
+           "max": mx / 1000}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)):
+        lat[name] = hist_quantile(hist, n, mx, q) / 1000
+    out["lat_us"] = {"all": lat, "rounds": [r["lat_us"] for r in runs]}
+    out["hist_ns"] = hist
+    out["max_ns"] = mx
+    w = out["wall_s"]
+    out["server_cpu_us_per_req"] = out["server_cpu_s"] * 1e6 / out["requests"] if out["requests"] else None
+    out["server_util"] = out["server_cpu_s"] / w if w else None
+    out["load_util"] = sum((r.get("load_util") or 0) * (r.get("wall_s") or 0) for r in runs) / w if w else None
+    out["cpu_busy"] = {c: sum(r["cpu_busy"][c] * r["wall_s"] for r in runs) / w for c in runs[0]["cpu_busy"]}
+    out["sane"] = all(r["sane"] for r in runs)
+    return out
 
 
 # ================================================================================================
@@ -157,7 +238,7 @@ class Load:
         self.exe = exe
 
     def argv(self, port, keyfile, conns, *, duration=None, requests=None, warmup=0.0, cold=False,
-             expect_ok=None, tolerance=None, label=None, max_errors=0):
+             expect_ok=None, tolerance=None, label=None, max_errors=0, hist=False):
         a = [self.exe, "-q", "-a", f"127.0.0.1:{port}", "-m", MAP, "-k", str(keyfile),
              "-c", str(conns), "--max-errors", str(max_errors)]
         if duration is not None:
@@ -174,6 +255,8 @@ class Load:
             a += ["--tolerance", f"{tolerance:g}"]
         if label:
             a += ["--label", label]
+        if hist:
+            a.append("--dump-hist")
         return a
 
     def start(self, *a, **kw):

@@ -6,7 +6,7 @@
  *
  * Latencies go into a log-linear histogram (128 sub-buckets per power of two, so a reported
  * percentile is the upper edge of a bucket at most 0.8% wide); memory is fixed whatever the run
- * length. Output: one human line on stderr-free stdout, then one JSON line.
+ * length. Output on stdout: one human line, then one JSON line (-q: the JSON line only).
  *
  * Exit status: 0 run fine and every sanity check held; 1 a sanity check failed; 2 usage or setup
  * error.
@@ -270,6 +270,7 @@ struct opts {
 	double tolerance;
 	uint64_t max_errors;
 	bool quiet;
+	bool dump_hist;
 };
 
 struct run {
@@ -654,7 +655,22 @@ report(struct run *r, double elapsed)
 	json_hist(stdout, "ok", &r->ok);
 	putchar(',');
 	json_hist(stdout, "notfound", &r->notfound);
-	printf("},\"sane\":%s}\n", sane ? "true" : "false");
+	printf("}");
+	if (o->dump_hist) {
+		/* Non-empty buckets of the "all" histogram as [upper edge ns, count], so that runs
+		 * can be merged exactly. */
+		printf(",\"hist_ns\":[");
+		bool first = true;
+		for (int i = 0; i < HIST_BUCKETS; i++) {
+			if (r->all.count[i] == 0)
+				continue;
+			printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", hist_upper(i),
+			       r->all.count[i]);
+			first = false;
+		}
+		printf("],\"max_ns\":%" PRIu64 ",\"sum_ns\":%.0f", r->all.max, r->all.sum);
+	}
+	printf(",\"sane\":%s}\n", sane ? "true" : "false");
 	fflush(stdout);
 	return sane ? 0 : 1;
 }
@@ -668,7 +684,8 @@ usage(FILE *out)
 	        "usage: load [-c K] [-d SECONDS | -n REQUESTS] [-w WARMUP] (-a HOST:PORT | -u "
 	        "PATH)\n"
 	        "            [-m MAP] (-k FILE | -K KEY) [--cold] [--label TEXT]\n"
-	        "            [--expect-ok-ratio R] [--tolerance T] [--max-errors N] [-q]\n"
+	        "            [--expect-ok-ratio R] [--tolerance T] [--max-errors N] [--dump-hist] "
+	        "[-q]\n"
 	        "  -c K        concurrent connections, one request outstanding on each (default "
 	        "1)\n"
 	        "  -d SECONDS  run this long (default 10); -n REQUESTS: stop after this many\n"
@@ -715,13 +732,14 @@ parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_COLD = 256, OPT_EXPECT, OPT_TOL, OPT_MAXERR, OPT_LABEL };
+	enum { OPT_COLD = 256, OPT_EXPECT, OPT_TOL, OPT_MAXERR, OPT_LABEL, OPT_HIST };
 	static const struct option longs[] = {
 		{ "cold", no_argument, NULL, OPT_COLD },
 		{ "expect-ok-ratio", required_argument, NULL, OPT_EXPECT },
 		{ "tolerance", required_argument, NULL, OPT_TOL },
 		{ "max-errors", required_argument, NULL, OPT_MAXERR },
 		{ "label", required_argument, NULL, OPT_LABEL },
+		{ "dump-hist", no_argument, NULL, OPT_HIST },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -786,6 +804,9 @@ parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_LABEL:
 			o->label = optarg;
+			break;
+		case OPT_HIST:
+			o->dump_hist = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -88,8 +88,8 @@ dns_get_stats(const struct dns *dns, struct dns_stats *st)
 const char *
 dns_status_str(enum dns_status st)
 {
-	static const char *const names[] = { "ok", "nxdomain", "nodata", "servfail", "timeout",
-					     "error" };
+	static const char *const names[] = { "ok",       "nxdomain", "nodata",
+		                             "servfail", "timeout",  "error" };
 
 	return names[st];
 }
@@ -117,8 +117,9 @@ fake_dns_addr(size_t i, enum dns_status st, const char *addr)
 {
 	struct fake_dns_call *c = &fake_dns_calls[i];
 	const char *addrs[1] = { addr };
-	struct dns_result res = { .status = st, .ttl = 300, .addrs = addrs,
-				  .naddrs = st == DNS_OK ? 1 : 0 };
+	struct dns_result res = {
+		.status = st, .ttl = 300, .addrs = addrs, .naddrs = st == DNS_OK ? 1 : 0
+	};
 
 	if (!c->pending || c->type != DNS_TYPE_ADDR)
 		abort();
@@ -140,7 +141,7 @@ fetch_free(struct fetch *f)
 
 struct fetch_req *
 fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
-	    const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
+            const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
 {
 	struct fake_fetch_call *c = &fake_fetch_calls[fake_fetch_ncalls++];
 
@@ -165,14 +166,14 @@ const char *
 fetch_status_str(enum fetch_status st)
 {
 	static const char *const names[] = { "ok",  "too-large", "timeout",   "connect",
-					     "tls", "cert",      "truncated", "error" };
+		                             "tls", "cert",      "truncated", "error" };
 
 	return names[st];
 }
 
 void
 fake_fetch_answer(size_t i, enum fetch_status st, long http, const char *content_type,
-		  const char *body)
+                  const char *body)
 {
 	struct fake_fetch_call *c = &fake_fetch_calls[i];
 	struct fetch_result res = {

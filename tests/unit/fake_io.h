@@ -35,12 +35,11 @@ extern size_t fake_fetch_ncalls;
 
 void fake_io_reset(void);
 /* Answers call i with TXT records (each a string; one RR each) or a failure status. */
-void fake_dns_txt(size_t i, enum dns_status st, uint32_t ttl, const char *const *records,
-		  size_t n);
+void fake_dns_txt(size_t i, enum dns_status st, uint32_t ttl, const char *const *records, size_t n);
 /* Answers an address lookup with one address (or the failure status). */
 void fake_dns_addr(size_t i, enum dns_status st, const char *addr);
 void fake_fetch_answer(size_t i, enum fetch_status st, long http, const char *content_type,
-		       const char *body);
+                       const char *body);
 /* Index of the last call, for readability in tests. */
 size_t fake_dns_last(void);
 size_t fake_fetch_last(void);

@@ -641,9 +641,13 @@ test_shipped_conf(void **state)
 	c = config_load(path, &err);
 	if (c == NULL)
 		fail_msg("%s:\n%s", path, err.data);
-	/* The README's quick start: socketmap on 127.0.0.1:8461, map postfix, memory cache. */
+	/* The README's quick start: socketmap on a unix socket and on 127.0.0.1:8461, map
+	 * postfix, memory cache. */
+	assert_int_equal(c->nlisteners, 2);
 	assert_int_equal(c->listeners[0].protocol, CONFIG_PROTOCOL_SOCKETMAP);
-	assert_string_equal(c->listeners[0].address.text, "127.0.0.1:8461");
+	assert_string_equal(c->listeners[0].address.text, "unix:/run/mtastsd/socketmap.sock");
+	assert_int_equal(c->listeners[1].protocol, CONFIG_PROTOCOL_SOCKETMAP);
+	assert_string_equal(c->listeners[1].address.text, "127.0.0.1:8461");
 	assert_string_equal(c->maps[0].name, "postfix");
 	assert_int_equal(c->cache.backend, CONFIG_CACHE_MEMORY);
 	config_free(c);

@@ -14,10 +14,10 @@
 #include "engine/engine.h"
 #include "fake_io.h"
 
-#define ENFORCE "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n"
+#define ENFORCE  "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n"
 #define ENFORCE2 "version: STSv1\nmode: enforce\nmx: mx2.example.com\nmax_age: 86400\n"
-#define TESTING "version: STSv1\nmode: testing\nmx: mx1.example.com\nmax_age: 86400\n"
-#define NONE_P "version: STSv1\nmode: none\nmax_age: 86400\n"
+#define TESTING  "version: STSv1\nmode: testing\nmx: mx1.example.com\nmax_age: 86400\n"
+#define NONE_P   "version: STSv1\nmode: none\nmax_age: 86400\n"
 #define ZERO_AGE "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 0\n"
 
 static struct event_base *base;

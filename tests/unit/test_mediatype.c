@@ -39,7 +39,7 @@ test_cases(void **state)
 
 		if (got != cases[i].ok)
 			fail_msg("%s: \"%s\" gave %d", cases[i].rule,
-				 cases[i].value != NULL ? cases[i].value : "(null)", got);
+			         cases[i].value != NULL ? cases[i].value : "(null)", got);
 	}
 }
 
