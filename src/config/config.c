@@ -99,6 +99,7 @@ static const struct config_section config_sections[] = {
 	{ .name = "dns", .doc = "The DNS resolver (c-ares) and its answer cache." },
 	{ .name = "fetch", .doc = "HTTPS policy fetches (libcurl)." },
 	{ .name = "cache", .doc = "The policy cache." },
+	{ .name = "control", .doc = "The local control socket used by mtasts-ctl." },
 };
 
 #define CONFIG_NSECTIONS (sizeof(config_sections) / sizeof(config_sections[0]))
@@ -223,6 +224,19 @@ static const struct config_option config_options[] = {
 	  .def = "300", .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "How long a cached policy's TXT id check stays fresh before DNS is asked again "
 	         "(CACHE-8)." },
+
+	{ IN_CONFIG("control", "socket", control.socket), .kind = CONFIG_KIND_PATH,
+	  .def = "\"/run/mtastsd/control.sock\"", .empty_ok = true,
+	  .doc = "Unix socket for mtasts-ctl; \"\" turns the control channel off. Never TCP." },
+	{ IN_CONFIG("control", "mode", control.mode), .kind = CONFIG_KIND_MODE, .def = "\"0660\"",
+	  .doc = "Permissions of the control socket file." },
+	{ IN_CONFIG("control", "group", control.group), .kind = CONFIG_KIND_NAME, .def = "\"\"",
+	  .empty_ok = true,
+	  .doc = "Group whose members may use the control socket besides root and the daemon's "
+	         "own user; \"\" = the daemon's group." },
+	{ IN_CONFIG("control", "max_clients", control.max_clients), .kind = CONFIG_KIND_INT,
+	  .def = "16", .min = 1, .max = 256, .unit = "connections",
+	  .doc = "Control connections served at once; more are refused." },
 };
 
 #define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))

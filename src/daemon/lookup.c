@@ -26,7 +26,7 @@ struct lookup {
 struct pending {
 	struct lookup *lk;
 	struct conn_req *req;
-	const struct lookup_map *map;
+	struct answer_opts opts; /* copied: a reload may replace the maps meanwhile */
 	struct engine_wait *wait;
 	struct pending *next;
 };
@@ -55,15 +55,31 @@ lookup_new(struct engine *eng, const struct lookup_map *maps, size_t nmaps)
 	struct lookup *lk = xcalloc(1, sizeof(*lk));
 
 	lk->eng = eng;
+	lookup_set_maps(lk, maps, nmaps);
+	/* "OK " takes 3 of the bytes Postfix accepts in a reply. */
+	strbuf_init(&lk->out, SOCKETMAP_REPLY_MAX - 3);
+	return lk;
+}
+
+static void
+lookup_free_maps(struct lookup *lk)
+{
+	for (size_t i = 0; i < lk->nmaps; i++)
+		free((char *)lk->maps[i].name);
+	free(lk->maps);
+}
+
+void
+lookup_set_maps(struct lookup *lk, const struct lookup_map *maps, size_t nmaps)
+{
+	if (lk->maps != NULL)
+		lookup_free_maps(lk);
 	lk->maps = xreallocarray(NULL, nmaps, sizeof(*lk->maps));
 	for (size_t i = 0; i < nmaps; i++) {
 		lk->maps[i] = maps[i];
 		lk->maps[i].name = xstrdup(maps[i].name);
 	}
 	lk->nmaps = nmaps;
-	/* "OK " takes 3 of the bytes Postfix accepts in a reply. */
-	strbuf_init(&lk->out, SOCKETMAP_REPLY_MAX - 3);
-	return lk;
 }
 
 void
@@ -71,9 +87,7 @@ lookup_free(struct lookup *lk)
 {
 	if (lk == NULL)
 		return;
-	for (size_t i = 0; i < lk->nmaps; i++)
-		free((char *)lk->maps[i].name);
-	free(lk->maps);
+	lookup_free_maps(lk);
 	while (lk->spare != NULL) {
 		struct pending *p = lk->spare;
 
@@ -94,7 +108,7 @@ lookup_find_map(const struct lookup *lk, const char *name, size_t len)
 }
 
 static void
-lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *map,
+lookup_answer(struct lookup *lk, struct conn_req *req, const struct answer_opts *opts,
               const struct engine_answer *ans)
 {
 	enum answer_kind kind;
@@ -105,12 +119,12 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 		conn_reply(req, CONN_REPLY_TEMP, ans->reason, strlen(ans->reason));
 		return;
 	case ENGINE_POLICY:
-		kind = answer_render(ans->policy, ans->domain, ans->text, ans->text_len, &map->opts,
+		kind = answer_render(ans->policy, ans->domain, ans->text, ans->text_len, opts,
 		                     &lk->out);
 		break;
 	case ENGINE_NONE:
 	default:
-		kind = answer_render_none(ans->domain, ans->failure, &map->opts, &lk->out);
+		kind = answer_render_none(ans->domain, ans->failure, opts, &lk->out);
 		break;
 	}
 	if (kind == ANSWER_TOO_LONG) {
@@ -118,8 +132,8 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 
 		/* NOTFOUND would silently drop an enforce policy; TEMP keeps mail waiting. */
 		lk->stats.temp++;
-		log_warnx("lookup domain=%s map=%s result=temp reason=\"%s\" mx_patterns=%u",
-		          ans->domain, map->name, msg, ans->policy->nmx);
+		log_warnx("lookup domain=%s result=temp reason=\"%s\" mx_patterns=%u", ans->domain,
+		          msg, ans->policy->nmx);
 		conn_reply(req, CONN_REPLY_TEMP, msg, sizeof(msg) - 1);
 		return;
 	}
@@ -131,7 +145,7 @@ lookup_answer(struct lookup *lk, struct conn_req *req, const struct lookup_map *
 		conn_reply(req, CONN_REPLY_NOTFOUND, NULL, 0);
 	}
 	if (log_debug_enabled())
-		log_debug("lookup domain=%s map=%s result=%s answer=\"%s\"", ans->domain, map->name,
+		log_debug("lookup domain=%s result=%s answer=\"%s\"", ans->domain,
 		          kind == ANSWER_OK ? "ok" : "notfound",
 		          kind == ANSWER_OK ? lk->out.data : "");
 }
@@ -141,7 +155,7 @@ lookup_on_engine(void *arg, const struct engine_answer *ans)
 {
 	struct pending *p = arg;
 
-	lookup_answer(p->lk, p->req, p->map, ans);
+	lookup_answer(p->lk, p->req, &p->opts, ans);
 	pending_put(p->lk, p);
 }
 
@@ -181,11 +195,11 @@ lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_le
 	p = pending_get(lk);
 	p->lk = lk;
 	p->req = req;
-	p->map = map;
+	p->opts = map->opts;
 	w = engine_lookup(lk->eng, domain, &ans, lookup_on_engine, p);
 	if (w == NULL) {
 		pending_put(lk, p);
-		lookup_answer(lk, req, map, &ans);
+		lookup_answer(lk, req, &map->opts, &ans);
 		return;
 	}
 	p->wait = w;
@@ -207,4 +221,16 @@ void
 lookup_get_stats(const struct lookup *lk, struct lookup_stats *st)
 {
 	*st = lk->stats;
+}
+
+size_t
+lookup_nmaps(const struct lookup *lk)
+{
+	return lk->nmaps;
+}
+
+const struct lookup_map *
+lookup_map_at(const struct lookup *lk, size_t i)
+{
+	return &lk->maps[i];
 }

@@ -28,6 +28,8 @@ struct lookup_stats {
 /* maps is copied (names included). */
 struct lookup *lookup_new(struct engine *eng, const struct lookup_map *maps, size_t nmaps);
 void lookup_free(struct lookup *lk);
+/* Replaces the maps (reload); requests already waiting keep the options they started with. */
+void lookup_set_maps(struct lookup *lk, const struct lookup_map *maps, size_t nmaps);
 
 /* conn_handler callbacks; arg is the struct lookup. */
 void lookup_request(void *arg, struct conn_req *req, const char *name, size_t name_len,
@@ -35,5 +37,9 @@ void lookup_request(void *arg, struct conn_req *req, const char *name, size_t na
 void lookup_cancel(void *arg, struct conn_req *req);
 
 void lookup_get_stats(const struct lookup *lk, struct lookup_stats *st);
+
+/* The configured maps, for status and for showing what each map would answer. */
+size_t lookup_nmaps(const struct lookup *lk);
+const struct lookup_map *lookup_map_at(const struct lookup *lk, size_t i);
 
 #endif

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -22,6 +24,8 @@
 #include "base/strbuf.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
+#include "base/json.h"
+#include "daemon/control.h"
 #include "daemon/lookup.h"
 #include "daemon/server.h"
 #include "engine/engine.h"
@@ -38,12 +42,16 @@ struct daemon {
 	struct engine *engine;
 	struct lookup *lookup;
 	struct server *server;
+	struct control *control;
+	time_t started;
 	struct event *ev_term;
 	struct event *ev_int;
 	struct event *ev_hup;
 	struct event *ev_stop; /* shutdown deadline */
 	bool stopping;
 };
+
+static int daemon_reload(struct daemon *d, struct strbuf *msg);
 
 static void
 usage(FILE *out)
@@ -92,11 +100,13 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (sig == SIGHUP) {
-		/* Reload arrives with the control channel (mtasts-ctl reload); until then the
-		 * running configuration stays, and the operator is told so. */
-		log_warnx("SIGHUP: configuration reload is not supported by this version; "
-		          "restart mtastsd to apply changes to %s",
-		          d->cfg->path != NULL ? d->cfg->path : "the configuration");
+		struct strbuf msg;
+
+		strbuf_init(&msg, 64 * 1024);
+		log_info("SIGHUP: reloading %s", d->cfg->path);
+		if (daemon_reload(d, &msg) == -1)
+			log_warnx("%s", msg.data != NULL ? msg.data : "reload failed");
+		strbuf_release(&msg);
 		return;
 	}
 	if (d->stopping)
@@ -106,6 +116,8 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 	         sig == SIGTERM ? "TERM" : "INT");
 	d->ev_stop = evtimer_new(d->base, daemon_on_stop_deadline, d);
 	evtimer_add(d->ev_stop, &tv);
+	control_free(d->control);
+	d->control = NULL;
 	server_drain(d->server, daemon_on_drained, d);
 }
 
@@ -163,15 +175,12 @@ ensure_socket_dir(const struct config *cfg, const char *path)
 		log_warn("cannot create daemon.runtime_dir %s", cfg->daemon.runtime_dir);
 }
 
-static void
-daemon_setup(struct daemon *d)
-{
-	const struct config *cfg = d->cfg;
-	const char *errstr = NULL;
-	struct lookup_map maps[CONFIG_MAPS_MAX];
-	char err[512];
+/* ---- options from the configuration, shared by start-up and reload ---- */
 
-	struct dns_opts dopts = {
+static struct dns_opts
+dns_opts_of(const struct config *cfg)
+{
+	struct dns_opts o = {
 		.servers = cfg->dns.servers.csv,
 		.timeout_ms = cfg->dns.timeout_ms,
 		.tries = cfg->dns.tries,
@@ -180,22 +189,26 @@ daemon_setup(struct daemon *d)
 		.servfail_ttl = cfg->dns.servfail_ttl_s,
 		.cache_max = cfg->dns.cache_size,
 	};
-	d->dns = dns_new(d->base, &dopts, &errstr);
-	if (d->dns == NULL)
-		fatalx("%s: dns.servers: %s", cfg->path, errstr != NULL ? errstr : "unusable");
+	return o;
+}
 
-	struct fetch_opts fopts = {
+static struct fetch_opts
+fetch_opts_of(const struct config *cfg)
+{
+	struct fetch_opts o = {
 		.ca_file = cfg->fetch.ca_file[0] != '\0' ? cfg->fetch.ca_file : NULL,
 		.timeout_ms = cfg->fetch.timeout_ms,
 		.body_max = 65536,
 		.user_agent = cfg->fetch.user_agent,
 		.max_parallel = cfg->fetch.max_parallel,
 	};
-	if (fopts.ca_file != NULL && access(fopts.ca_file, R_OK) == -1)
-		fatal("fetch.ca_file: cannot read %s", fopts.ca_file);
-	d->fetch = fetch_new(d->base, &fopts);
+	return o;
+}
 
-	struct engine_opts eopts = {
+static struct engine_opts
+engine_opts_of(const struct config *cfg)
+{
+	struct engine_opts o = {
 		.recheck_interval = cfg->cache.recheck_interval_s,
 		.fail_ttl = cfg->dns.servfail_ttl_s,
 		.backoff = cfg->fetch.backoff_s,
@@ -203,26 +216,41 @@ daemon_setup(struct daemon *d)
 		.dns_failure_temp = cfg->dns.on_failure == CONFIG_DNS_FAILURE_TEMP,
 		.max_entries = cfg->cache.max_entries,
 	};
-	d->engine = engine_new(d->base, d->dns, d->fetch, &eopts);
+	return o;
+}
 
-	for (size_t i = 0; i < cfg->nmaps; i++) {
-		maps[i].name = cfg->maps[i].name;
-		maps[i].opts.strict_testing = cfg->maps[i].strict_testing;
-		maps[i].opts.tlsrpt = cfg->maps[i].tlsrpt;
-	}
-	d->lookup = lookup_new(d->engine, maps, cfg->nmaps);
-
-	struct server_opts sopts = {
+static struct server_opts
+server_opts_of(const struct config *cfg)
+{
+	struct server_opts o = {
 		.request_max = cfg->limits.request_size,
 		.idle_timeout_s = cfg->limits.idle_timeout_s,
 		.max_pending = cfg->limits.max_pending_per_connection,
 		.max_connections = cfg->limits.max_connections,
 		.max_connections_per_ip = cfg->limits.max_connections_per_ip,
 	};
-	d->server = server_new(d->base, &sopts, d->lookup);
+	return o;
+}
+
+static size_t
+maps_of(const struct config *cfg, struct lookup_map maps[CONFIG_MAPS_MAX])
+{
+	for (size_t i = 0; i < cfg->nmaps; i++) {
+		maps[i].name = cfg->maps[i].name;
+		maps[i].opts.strict_testing = cfg->maps[i].strict_testing;
+		maps[i].opts.tlsrpt = cfg->maps[i].tlsrpt;
+	}
+	return cfg->nmaps;
+}
+
+static size_t
+listens_of(const struct config *cfg, struct server_listen specs[CONFIG_LISTENERS_MAX])
+{
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct config_listener *cl = &cfg->listeners[i];
-		struct server_listen sl = {
+
+		specs[i] = (struct server_listen){
+			.name = cl->address.text,
 			.proto = cl->protocol == CONFIG_PROTOCOL_SOCKETMAP ? CONN_SOCKETMAP
 			                                                   : CONN_TCPTABLE,
 			.host = cl->address.host,
@@ -231,12 +259,294 @@ daemon_setup(struct daemon *d)
 			.mode = cl->mode,
 			.map = cl->protocol == CONFIG_PROTOCOL_TCP_TABLE ? cl->map : NULL,
 		};
+		if (specs[i].path != NULL)
+			ensure_socket_dir(cfg, specs[i].path);
+	}
+	return cfg->nlisteners;
+}
 
-		if (sl.path != NULL)
-			ensure_socket_dir(cfg, sl.path);
-		if (server_listen(d->server, &sl, err, sizeof(err)) == -1)
+static bool
+dns_opts_equal(const struct config *a, const struct config *b)
+{
+	return strcmp(a->dns.servers.csv, b->dns.servers.csv) == 0 &&
+	       a->dns.timeout_ms == b->dns.timeout_ms && a->dns.tries == b->dns.tries &&
+	       a->dns.max_ttl_s == b->dns.max_ttl_s &&
+	       a->dns.negative_ttl_s == b->dns.negative_ttl_s &&
+	       a->dns.servfail_ttl_s == b->dns.servfail_ttl_s &&
+	       a->dns.cache_size == b->dns.cache_size;
+}
+
+static bool
+fetch_opts_equal(const struct config *a, const struct config *b)
+{
+	return strcmp(a->fetch.ca_file, b->fetch.ca_file) == 0 &&
+	       a->fetch.timeout_ms == b->fetch.timeout_ms &&
+	       a->fetch.max_parallel == b->fetch.max_parallel &&
+	       strcmp(a->fetch.user_agent, b->fetch.user_agent) == 0;
+}
+
+static bool
+control_opts_equal(const struct config *a, const struct config *b)
+{
+	return strcmp(a->control.socket, b->control.socket) == 0 &&
+	       a->control.mode == b->control.mode &&
+	       strcmp(a->control.group, b->control.group) == 0 &&
+	       a->control.max_clients == b->control.max_clients;
+}
+
+/* ---- control hooks ---- */
+
+static void
+hook_listener(void *arg, const char *name, enum conn_proto proto, const char *map)
+{
+	struct strbuf *sb = ((void **)arg)[0];
+	bool json = *(bool *)((void **)arg)[1];
+	size_t *n = ((void **)arg)[2];
+	const char *p = proto == CONN_SOCKETMAP ? "socketmap" : "tcp_table";
+
+	if (json) {
+		strbuf_appends(sb, (*n)++ > 0 ? ", {\"address\": " : "{\"address\": ");
+		json_cstr(sb, name);
+		strbuf_appendf(sb, ", \"protocol\": \"%s\", \"map\": ", p);
+		json_cstr(sb, map != NULL ? map : "");
+		strbuf_appendc(sb, '}');
+	} else {
+		strbuf_appendf(sb, "listener:     %s %s%s%s\n", name, p, map != NULL ? " map=" : "",
+		               map != NULL ? map : "");
+	}
+}
+
+static void
+hook_status(void *arg, bool json, struct strbuf *sb)
+{
+	struct daemon *d = arg;
+	struct engine_stats es;
+	size_t n = 0;
+	void *ctx[3] = { sb, &json, &n };
+	long uptime = (long)(time(NULL) - d->started);
+
+	engine_get_stats(d->engine, &es);
+	if (json) {
+		strbuf_appendf(sb,
+		               "{\"version\": \"%s\", \"pid\": %ld, \"uptime\": %ld, \"config\": ",
+		               PACKAGE_VERSION, (long)getpid(), uptime);
+		json_cstr(sb, d->cfg->path);
+		strbuf_appends(sb, ", \"listeners\": [");
+		server_foreach_listener(d->server, hook_listener, ctx);
+		strbuf_appends(sb, "], \"maps\": [");
+		for (size_t i = 0; i < d->cfg->nmaps; i++) {
+			strbuf_appends(sb, i > 0 ? ", " : "");
+			json_cstr(sb, d->cfg->maps[i].name);
+		}
+		strbuf_appendf(sb, "], \"cache\": {\"backend\": \"memory\", \"entries\": %zu}}\n",
+		               es.entries);
+		return;
+	}
+	strbuf_appendf(sb, "version:      mtastsd %s\npid:          %ld\nuptime:       %ld s\n",
+	               PACKAGE_VERSION, (long)getpid(), uptime);
+	strbuf_appendf(sb, "config:       %s\n", d->cfg->path);
+	server_foreach_listener(d->server, hook_listener, ctx);
+	strbuf_appends(sb, "maps:        ");
+	for (size_t i = 0; i < d->cfg->nmaps; i++)
+		strbuf_appendf(sb, " %s", d->cfg->maps[i].name);
+	strbuf_appendf(sb, "\ncache:        memory, %zu entries\n", es.entries);
+}
+
+static void
+hook_stats(void *arg, bool json, struct strbuf *sb)
+{
+	struct daemon *d = arg;
+	struct engine_stats es;
+	struct lookup_stats ls;
+	struct dns_stats ds;
+	struct server_stats ss;
+	double dns_avg, fetch_avg;
+
+	engine_get_stats(d->engine, &es);
+	lookup_get_stats(d->lookup, &ls);
+	dns_get_stats(d->dns, &ds);
+	server_get_stats(d->server, &ss);
+	dns_avg = ds.answers > 0 ? (double)ds.latency_us_total / (double)ds.answers / 1000.0 : 0;
+	fetch_avg =
+	        es.fetch_requests > 0 ? (double)es.fetch_ms_total / (double)es.fetch_requests : 0;
+	strbuf_appendf(
+	        sb,
+	        json ? "{\"lookups\": {\"secure\": %" PRIu64 ", \"notfound\": %" PRIu64
+	               ", \"temp\": %" PRIu64 ", \"perm\": %" PRIu64
+	               ", \"not_policy_domain\": %" PRIu64 "},\n"
+	               " \"cache\": {\"hits\": %" PRIu64 ", \"misses\": %" PRIu64
+	               ", \"deadline\": %" PRIu64 ", \"entries\": %zu, \"evictions\": %zu},\n"
+	               " \"discoveries\": {\"started\": %" PRIu64 ", \"in_flight\": %" PRIu64
+	               ", \"fetched\": %" PRIu64 ", \"unchanged\": %" PRIu64
+	               ", \"fail_dns\": %" PRIu64 ", \"fail_http\": %" PRIu64
+	               ", \"fail_tls\": %" PRIu64 ", \"fail_parse\": %" PRIu64 "},\n"
+	               " \"dns\": {\"queries\": %" PRIu64 ", \"cache_hits\": %" PRIu64
+	               ", \"latency_avg_ms\": %.3f, \"latency_max_ms\": %.3f},\n"
+	               " \"fetch\": {\"requests\": %" PRIu64
+	               ", \"latency_avg_ms\": %.1f, \"latency_max_ms\": %u},\n"
+	               " \"connections\": {\"open\": %zu, \"accepted\": %" PRIu64
+	               ", \"refused_total\": %" PRIu64 ", \"refused_per_ip\": %" PRIu64 "}}\n"
+	             : "lookups:      secure=%" PRIu64 " notfound=%" PRIu64 " temp=%" PRIu64
+	               " perm=%" PRIu64 " not_policy_domain=%" PRIu64 "\n"
+	               "cache:        hits=%" PRIu64 " misses=%" PRIu64 " deadline=%" PRIu64
+	               " entries=%zu evictions=%zu\n"
+	               "discoveries:  started=%" PRIu64 " in_flight=%" PRIu64 " fetched=%" PRIu64
+	               " unchanged=%" PRIu64 " fail_dns=%" PRIu64 " fail_http=%" PRIu64
+	               " fail_tls=%" PRIu64 " fail_parse=%" PRIu64 "\n"
+	               "dns:          queries=%" PRIu64 " cache_hits=%" PRIu64
+	               " latency_avg_ms=%.3f latency_max_ms=%.3f\n"
+	               "fetch:        requests=%" PRIu64 " latency_avg_ms=%.1f latency_max_ms=%u\n"
+	               "connections:  open=%zu accepted=%" PRIu64 " refused_total=%" PRIu64
+	               " refused_per_ip=%" PRIu64 "\n",
+	        ls.secure, ls.notfound, ls.temp, ls.perm, ls.not_policy_domain, es.cache_hits,
+	        es.cache_misses, es.deadline_hits, es.entries, es.evictions, es.discoveries,
+	        es.in_flight, es.fetch_ok, es.fetch_unchanged, es.fail_dns, es.fail_http,
+	        es.fail_tls, es.fail_parse, ds.queries_sent, ds.cache_hits, dns_avg,
+	        (double)ds.latency_us_max / 1000.0, es.fetch_requests, fetch_avg, es.fetch_ms_max,
+	        ss.connections, ss.accepted, ss.refused_total, ss.refused_per_ip);
+}
+
+/* Parse and validate everything, bind new listeners, then swap; any failure keeps the old. */
+static int
+daemon_reload(struct daemon *d, struct strbuf *msg)
+{
+	struct server_listen specs[CONFIG_LISTENERS_MAX];
+	struct lookup_map maps[CONFIG_MAPS_MAX];
+	const struct config *nc;
+	struct strbuf err;
+	char lerr[512];
+
+	strbuf_init(&err, 64 * 1024);
+	nc = config_load(d->cfg->path, &err);
+	if (nc == NULL) {
+		strbuf_appendf(msg,
+		               "reload failed; still running on the previous configuration:\n%s",
+		               err.data != NULL ? err.data : "");
+		log_warnx("reload result=failed config=%s reason=\"invalid configuration\"; "
+		          "keeping the previous one",
+		          d->cfg->path);
+		strbuf_release(&err);
+		return -1;
+	}
+	strbuf_release(&err);
+	if (server_apply(d->server, specs, listens_of(nc, specs), lerr, sizeof(lerr)) == -1) {
+		strbuf_appendf(msg,
+		               "reload failed; still running on the previous configuration:\n"
+		               "listen: %s\n",
+		               lerr);
+		log_warnx("reload result=failed reason=\"%s\"; keeping the previous configuration",
+		          lerr);
+		config_free(nc);
+		return -1;
+	}
+	if (!dns_opts_equal(d->cfg, nc) || !fetch_opts_equal(d->cfg, nc)) {
+		struct dns_opts dopts = dns_opts_of(nc);
+		struct fetch_opts fopts = fetch_opts_of(nc);
+		const char *errstr = NULL;
+		struct dns *ndns = dns_new(d->base, &dopts, &errstr);
+
+		if (ndns == NULL) {
+			/* config_load validated the list, so this is c-ares refusing it. */
+			strbuf_appendf(msg,
+			               "reload: dns.servers refused by c-ares (%s); DNS "
+			               "settings unchanged\n",
+			               errstr != NULL ? errstr : "?");
+		} else {
+			struct fetch *nfetch = fetch_new(d->base, &fopts);
+
+			engine_set_io(d->engine, ndns, nfetch);
+			fetch_free(d->fetch);
+			dns_free(d->dns);
+			d->dns = ndns;
+			d->fetch = nfetch;
+		}
+	}
+	struct engine_opts eopts = engine_opts_of(nc);
+	struct server_opts sopts = server_opts_of(nc);
+
+	engine_set_opts(d->engine, &eopts);
+	server_set_opts(d->server, &sopts);
+	lookup_set_maps(d->lookup, maps, maps_of(nc, maps));
+	log_set_level(nc->daemon.log_level);
+	if (!control_opts_equal(d->cfg, nc))
+		strbuf_appends(msg, "control.* settings take effect at the next restart\n");
+	config_free(d->cfg);
+	d->cfg = nc;
+	struct engine_stats es;
+
+	engine_get_stats(d->engine, &es);
+	strbuf_appendf(msg, "reloaded %s: %zu listeners, %zu maps; cache kept (%zu entries)\n",
+	               nc->path, nc->nlisteners, nc->nmaps, es.entries);
+	log_info("reload result=ok config=%s listeners=%zu maps=%zu", nc->path, nc->nlisteners,
+	         nc->nmaps);
+	return 0;
+}
+
+static int
+hook_reload(void *arg, struct strbuf *out)
+{
+	return daemon_reload(arg, out);
+}
+
+static void
+daemon_setup(struct daemon *d)
+{
+	const struct config *cfg = d->cfg;
+	struct server_listen specs[CONFIG_LISTENERS_MAX];
+	struct lookup_map maps[CONFIG_MAPS_MAX];
+	const char *errstr = NULL;
+	char err[512];
+	size_t n;
+
+	struct dns_opts dopts = dns_opts_of(cfg);
+	d->dns = dns_new(d->base, &dopts, &errstr);
+	if (d->dns == NULL)
+		fatalx("%s: dns.servers: %s", cfg->path, errstr != NULL ? errstr : "unusable");
+
+	struct fetch_opts fopts = fetch_opts_of(cfg);
+	if (fopts.ca_file != NULL && access(fopts.ca_file, R_OK) == -1)
+		fatal("fetch.ca_file: cannot read %s", fopts.ca_file);
+	d->fetch = fetch_new(d->base, &fopts);
+
+	struct engine_opts eopts = engine_opts_of(cfg);
+	d->engine = engine_new(d->base, d->dns, d->fetch, &eopts);
+	d->lookup = lookup_new(d->engine, maps, maps_of(cfg, maps));
+
+	struct server_opts sopts = server_opts_of(cfg);
+	d->server = server_new(d->base, &sopts, d->lookup);
+	n = listens_of(cfg, specs);
+	for (size_t i = 0; i < n; i++)
+		if (server_listen(d->server, &specs[i], err, sizeof(err)) == -1)
 			fatalx("%s: listen[%zu]: %s", cfg->path != NULL ? cfg->path : "config", i,
 			       err);
+
+	if (cfg->control.socket[0] != '\0') {
+		struct control_hooks h = { hook_status, hook_stats, hook_reload, d };
+		struct control_opts co = {
+			.path = cfg->control.socket,
+			.mode = cfg->control.mode,
+			.group = getegid(),
+			.max_clients = cfg->control.max_clients,
+		};
+		const char *gname =
+		        cfg->control.group[0] != '\0' ? cfg->control.group : cfg->daemon.group;
+
+		if (gname[0] != '\0') {
+			struct group *gr = getgrnam(gname);
+
+			if (gr == NULL)
+				fatalx("%s: control.group: no such group \"%s\"", cfg->path, gname);
+			co.group = gr->gr_gid;
+		} else if (cfg->daemon.user[0] != '\0') {
+			struct passwd *pw = getpwnam(cfg->daemon.user);
+
+			if (pw != NULL)
+				co.group = pw->pw_gid;
+		}
+		ensure_socket_dir(cfg, co.path);
+		d->control = control_new(d->base, &co, d->engine, d->lookup, &h, err, sizeof(err));
+		if (d->control == NULL)
+			fatalx("%s: control.socket: %s", cfg->path, err);
 	}
 }
 
@@ -244,6 +554,7 @@ static void
 daemon_teardown(struct daemon *d)
 {
 	/* Upper layers first; the multi and channel go before the event_base (curl, c-ares). */
+	control_free(d->control);
 	server_free(d->server);
 	lookup_free(d->lookup);
 	engine_free(d->engine);
@@ -334,7 +645,10 @@ main(int argc, char **argv)
 	evsignal_add(d.ev_int, NULL);
 	evsignal_add(d.ev_hup, NULL);
 
+	d.started = time(NULL);
 	server_start(d.server);
+	if (d.control != NULL)
+		control_start(d.control);
 	log_info("mtastsd ready: config=%s listeners=%zu maps=%zu cache=memory", path,
 	         d.cfg->nlisteners, d.cfg->nmaps);
 	event_base_dispatch(d.base);

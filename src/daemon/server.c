@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,9 @@ struct server_listener {
 	struct server *srv;
 	struct listener *l;
 	enum conn_proto proto;
+	char *name;
+	char *path; /* unix sockets, for chmod on reload */
+	mode_t mode;
 	char *map;
 	struct server_listener *next;
 };
@@ -49,6 +53,7 @@ struct server {
 	struct server_stats stats;
 	time_t last_limit_log;
 	bool draining;
+	bool started;
 	void (*drained)(void *arg);
 	void *drained_arg;
 };
@@ -210,33 +215,141 @@ server_new(struct event_base *base, const struct server_opts *opts, struct looku
 	return s;
 }
 
-int
-server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
+static void
+server_listener_free(struct server_listener *sl)
+{
+	listener_free(sl->l);
+	free(sl->name);
+	free(sl->path);
+	free(sl->map);
+	free(sl);
+}
+
+static struct server_listener *
+server_listener_new(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
 {
 	struct server_listener *sl = xcalloc(1, sizeof(*sl));
 
 	sl->srv = s;
 	sl->proto = spec->proto;
+	sl->mode = spec->mode;
 	sl->map = spec->map != NULL ? xstrdup(spec->map) : NULL;
 	sl->l = listener_new(s->base, spec->host, spec->port, spec->path, spec->mode,
 	                     server_on_accept, sl, err, errlen);
 	if (sl->l == NULL) {
 		free(sl->map);
 		free(sl);
-		return -1;
+		return NULL;
 	}
-	sl->next = s->listeners;
-	s->listeners = sl;
-	s->stats.listeners++;
+	sl->name = xstrdup(spec->name != NULL ? spec->name : listener_name(sl->l));
+	sl->path = spec->path != NULL ? xstrdup(spec->path) : NULL;
 	log_info("server listening on %s protocol=%s%s%s", listener_name(sl->l),
 	         spec->proto == CONN_SOCKETMAP ? "socketmap" : "tcp_table",
 	         sl->map != NULL ? " map=" : "", sl->map != NULL ? sl->map : "");
+	return sl;
+}
+
+int
+server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
+{
+	struct server_listener *sl = server_listener_new(s, spec, err, errlen);
+
+	if (sl == NULL)
+		return -1;
+	sl->next = s->listeners;
+	s->listeners = sl;
+	s->stats.listeners++;
+	if (s->started)
+		listener_resume(sl->l);
 	return 0;
+}
+
+static const struct server_listen *
+server_find_spec(const struct server_listen *specs, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(specs[i].name, name) == 0)
+			return &specs[i];
+	return NULL;
+}
+
+static struct server_listener *
+server_find_listener(const struct server *s, const char *name)
+{
+	for (struct server_listener *sl = s->listeners; sl != NULL; sl = sl->next)
+		if (strcmp(sl->name, name) == 0)
+			return sl;
+	return NULL;
+}
+
+int
+server_apply(struct server *s, const struct server_listen *specs, size_t n, char *err,
+             size_t errlen)
+{
+	struct server_listener *added = NULL, *sl, **pp;
+
+	for (size_t i = 0; i < n; i++) {
+		if (server_find_listener(s, specs[i].name) != NULL)
+			continue;
+		sl = server_listener_new(s, &specs[i], err, errlen);
+		if (sl == NULL) {
+			while ((sl = added) != NULL) {
+				added = sl->next;
+				server_listener_free(sl);
+			}
+			return -1;
+		}
+		sl->next = added;
+		added = sl;
+	}
+	for (pp = &s->listeners; (sl = *pp) != NULL;) {
+		const struct server_listen *spec = server_find_spec(specs, n, sl->name);
+
+		if (spec == NULL) {
+			log_info("server closed listener %s (no longer configured)", sl->name);
+			*pp = sl->next;
+			server_listener_free(sl);
+			s->stats.listeners--;
+			continue;
+		}
+		sl->proto = spec->proto;
+		free(sl->map);
+		sl->map = spec->map != NULL ? xstrdup(spec->map) : NULL;
+		if (sl->path != NULL && sl->mode != spec->mode && chmod(sl->path, spec->mode) == 0)
+			sl->mode = spec->mode;
+		pp = &sl->next;
+	}
+	while ((sl = added) != NULL) {
+		added = sl->next;
+		sl->next = s->listeners;
+		s->listeners = sl;
+		s->stats.listeners++;
+		if (s->started)
+			listener_resume(sl->l);
+	}
+	return 0;
+}
+
+void
+server_set_opts(struct server *s, const struct server_opts *opts)
+{
+	s->opts = *opts;
+}
+
+void
+server_foreach_listener(const struct server *s,
+                        void (*fn)(void *arg, const char *name, enum conn_proto proto,
+                                   const char *map),
+                        void *arg)
+{
+	for (const struct server_listener *sl = s->listeners; sl != NULL; sl = sl->next)
+		fn(arg, sl->name, sl->proto, sl->map);
 }
 
 void
 server_start(struct server *s)
 {
+	s->started = true;
 	for (struct server_listener *sl = s->listeners; sl != NULL; sl = sl->next)
 		listener_resume(sl->l);
 }
@@ -248,9 +361,7 @@ server_close_listeners(struct server *s)
 
 	while ((sl = s->listeners) != NULL) {
 		s->listeners = sl->next;
-		listener_free(sl->l);
-		free(sl->map);
-		free(sl);
+		server_listener_free(sl);
 	}
 	s->stats.listeners = 0;
 }

@@ -13,6 +13,7 @@ struct lookup;
 struct server;
 
 struct server_listen {
+	const char *name; /* canonical address text; identifies the listener across reloads */
 	enum conn_proto proto;
 	const char *host; /* numeric, for TCP */
 	unsigned port;
@@ -34,6 +35,20 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
 /* Binds one listener (paused until server_start); -1 with a message in err on failure. */
 int server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen);
 void server_start(struct server *s);
+/*
+ * Reload: makes the listeners exactly specs. New addresses are bound first; if one fails,
+ * nothing changes and -1 returns with the reason in err. Then listeners no longer wanted
+ * close, and the rest take their new protocol, map and mode. Open connections stay.
+ */
+int server_apply(struct server *s, const struct server_listen *specs, size_t n, char *err,
+                 size_t errlen);
+/* New limits for connections accepted from now on. */
+void server_set_opts(struct server *s, const struct server_opts *opts);
+/* Calls fn for every listener (for status). */
+void server_foreach_listener(const struct server *s,
+                             void (*fn)(void *arg, const char *name, enum conn_proto proto,
+                                        const char *map),
+                             void *arg);
 /* Stops accepting and lets connections finish their pending answers; done runs when none
  * are left (possibly from inside this call). */
 void server_drain(struct server *s, void (*done)(void *arg), void *arg);

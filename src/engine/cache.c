@@ -217,8 +217,9 @@ cache_insert_empty(struct cache *c, const char *domain, uint32_t now)
 {
 	struct cache_entry *e;
 
-	if (c->count >= c->max_entries && !cache_evict_one(c, now))
-		return NULL;
+	while (c->count >= c->max_entries)
+		if (!cache_evict_one(c, now))
+			return NULL;
 	if ((c->count + 1) * 4 > (c->mask + 1) * 3)
 		cache_grow(c);
 	e = cache_entry_build(domain, NULL, NULL, NULL, 0);
@@ -256,6 +257,12 @@ cache_remove(struct cache *c, struct cache_entry *e)
 		cache_unlink_slot(c, i);
 		free(e);
 	}
+}
+
+void
+cache_set_max(struct cache *c, size_t max_entries)
+{
+	c->max_entries = max_entries > 0 ? max_entries : 1;
 }
 
 size_t

@@ -42,6 +42,7 @@ struct cache_entry {
 	uint8_t txt;     /* enum cache_txt */
 	uint8_t failure; /* enum answer_failure of the last failed fetch */
 	bool expiry_logged;
+	bool flush_pending; /* flushed while discovering: dropped when the discovery ends */
 	_Alignas(8) char data[];
 };
 
@@ -69,6 +70,8 @@ struct cache_entry *cache_set_policy(struct cache *c, struct cache_entry *old,
                                      size_t text_len, uint32_t fetched_at);
 
 void cache_remove(struct cache *c, struct cache_entry *e);
+/* Changes the entry limit; entries over it go at the next insertions. */
+void cache_set_max(struct cache *c, size_t max_entries);
 size_t cache_count(const struct cache *c);
 size_t cache_evictions(const struct cache *c);
 

@@ -56,11 +56,20 @@ struct discovery {
 	struct engine_wait *waiters;
 	struct event *deadline;
 	bool late;    /* the lookup deadline passed: new lookups answer from cache at once */
+	bool force;   /* refresh: fetch even when the id is unchanged or backing off */
 	bool fetched; /* a policy was fetched: waiters get it even when max_age is 0 */
 	uint32_t txt_ttl;
 	char id[TXT_ID_MAX + 1];
 	char domain[DOMAIN_NAME_MAX + 1];
 	char host[DOMAIN_NAME_MAX + 16]; /* "mta-sts." or "_mta-sts." + domain */
+};
+
+/* Recent fetch details for the control channel's show; a ring, newest overwriting oldest. */
+#define FETCH_NOTES_MAX 512
+
+struct fetch_note_slot {
+	char domain[DOMAIN_NAME_MAX + 1];
+	struct engine_fetch_note note;
 };
 
 struct engine {
@@ -72,6 +81,8 @@ struct engine {
 	struct cache *cache;
 	struct discovery *discs;
 	struct engine_stats stats;
+	struct fetch_note_slot *notes; /* FETCH_NOTES_MAX slots */
+	size_t notes_next;
 };
 
 static uint32_t
@@ -216,6 +227,8 @@ disc_finish(struct discovery *d)
 	e->disc = NULL;
 	disc_wake(d, e, now);
 	disc_free(d);
+	if (e->flush_pending)
+		cache_remove(eng->cache, e);
 }
 
 static void
@@ -235,6 +248,33 @@ disc_on_deadline(evutil_socket_t fd, short what, void *arg)
 	disc_wake(d, cache_get(eng->cache, d->domain), engine_now(eng));
 }
 
+static struct engine_fetch_note *
+engine_note_slot(struct engine *eng, const char *domain)
+{
+	struct fetch_note_slot *slot = NULL;
+
+	for (size_t i = 0; i < FETCH_NOTES_MAX; i++)
+		if (strcmp(eng->notes[i].domain, domain) == 0)
+			slot = &eng->notes[i];
+	if (slot == NULL) {
+		slot = &eng->notes[eng->notes_next];
+		eng->notes_next = (eng->notes_next + 1) % FETCH_NOTES_MAX;
+		snprintf(slot->domain, sizeof(slot->domain), "%s", domain);
+	}
+	memset(&slot->note, 0, sizeof(slot->note));
+	slot->note.at = engine_now(eng);
+	return &slot->note;
+}
+
+static const struct engine_fetch_note *
+engine_note_find(const struct engine *eng, const char *domain)
+{
+	for (size_t i = 0; i < FETCH_NOTES_MAX; i++)
+		if (strcmp(eng->notes[i].domain, domain) == 0)
+			return &eng->notes[i].note;
+	return NULL;
+}
+
 /* A failed fetch for (domain, d->id): back off, keep any cached policy (FETCH-5, -7, -8). */
 static void
 disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, const char *detail)
@@ -249,6 +289,12 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 		[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
 	};
 
+	struct engine_fetch_note *note =
+	        (struct engine_fetch_note *)engine_note_find(eng, d->domain);
+
+	if (note == NULL || d->state != DISC_FETCH)
+		note = engine_note_slot(eng, d->domain);
+	snprintf(note->result, sizeof(note->result), "%s: %s: %s", kind, rpt[failure], detail);
 	e->backoff_until = now + eng->opts.backoff;
 	e->backoff_id_hash = cache_id_hash(d->id);
 	e->failure = (uint8_t)failure;
@@ -277,9 +323,27 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	struct policy *p;
 	char detail[160], mx[512];
 	uint32_t now;
-	bool had;
 
 	d->fr = NULL;
+	eng->stats.fetch_requests++;
+	eng->stats.fetch_ms_total += res->elapsed_ms;
+	if (res->elapsed_ms > eng->stats.fetch_ms_max)
+		eng->stats.fetch_ms_max = res->elapsed_ms;
+	/* Filled now; disc_fail() overwrites result with the failure. */
+	struct engine_fetch_note *note = engine_note_slot(eng, d->domain);
+
+	note->http_status = res->http_status;
+	note->elapsed_ms = res->elapsed_ms;
+	note->tls_version = res->tls_version;
+	snprintf(note->result, sizeof(note->result), "ok");
+	snprintf(note->content_type, sizeof(note->content_type), "%s",
+	         res->content_type != NULL ? res->content_type : "");
+	snprintf(note->cert_subject, sizeof(note->cert_subject), "%s",
+	         res->cert_subject != NULL ? res->cert_subject : "");
+	snprintf(note->cert_issuer, sizeof(note->cert_issuer), "%s",
+	         res->cert_issuer != NULL ? res->cert_issuer : "");
+	snprintf(note->cert_not_after, sizeof(note->cert_not_after), "%s",
+	         res->cert_not_after != NULL ? res->cert_not_after : "");
 	if (res->status != FETCH_OK) {
 		bool pki = res->status == FETCH_CERT;
 
@@ -300,7 +364,7 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	}
 	if (!mediatype_is_text_plain(res->content_type)) {
 		eng->stats.fail_http++;
-		snprintf(detail, sizeof(detail), "Content-Type \"%.60s\" is not text/plain",
+		snprintf(detail, sizeof(detail), "Content-Type '%.60s' is not text/plain",
 		         res->content_type != NULL ? res->content_type : "");
 		disc_fail(d, ANSWER_FAILURE_FETCH, "http", detail);
 		return;
@@ -314,7 +378,12 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	}
 	now = engine_now(eng);
 	e = cache_get(eng->cache, d->domain);
-	had = e->policy != NULL;
+	/* "changed" only when the policy differs: a refresh of the same one is not news. */
+	const char *what = e->policy == NULL ? "fetched"
+	                   : strcmp(e->id, d->id) != 0 || e->text_len != res->body_len ||
+	                                   memcmp(e->text, res->body, res->body_len) != 0
+	                           ? "changed"
+	                           : "refreshed";
 	e = cache_set_policy(eng->cache, e, p, d->id, res->body, res->body_len, now);
 	e->txt = CACHE_TXT_MATCH;
 	e->txt_until = now + d->txt_ttl;
@@ -325,7 +394,7 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	eng->stats.fetch_ok++;
 	engine_mx_list(p, mx, sizeof(mx));
 	log_info("policy domain=%s id=%s mode=%s max_age=%u mx=%s result=%s", d->domain, d->id,
-	         policy_mode_str(p->mode), p->max_age, mx, had ? "changed" : "fetched");
+	         policy_mode_str(p->mode), p->max_age, mx, what);
 	policy_free(p);
 	disc_finish(d);
 }
@@ -423,6 +492,8 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 		break;
 	}
 	memcpy(d->id, rec.id, sizeof(d->id));
+	if (d->force)
+		return true;
 	if (e->policy != NULL && strcmp(rec.id, e->id) == 0 && cache_entry_valid(e, now)) {
 		e->txt = CACHE_TXT_MATCH;
 		eng->stats.fetch_unchanged++;
@@ -505,6 +576,7 @@ engine_new(struct event_base *base, struct dns *dns, struct fetch *fetch,
 	eng->lookup_timeout.tv_sec = opts->lookup_timeout_ms / 1000;
 	eng->lookup_timeout.tv_usec = (opts->lookup_timeout_ms % 1000) * 1000;
 	eng->cache = cache_new(opts->max_entries);
+	eng->notes = xcalloc(FETCH_NOTES_MAX, sizeof(*eng->notes));
 	return eng;
 }
 
@@ -516,6 +588,7 @@ engine_free(struct engine *eng)
 	while (eng->discs != NULL)
 		disc_free(eng->discs);
 	cache_free(eng->cache);
+	free(eng->notes);
 	free(eng);
 }
 
@@ -574,4 +647,200 @@ engine_get_stats(const struct engine *eng, struct engine_stats *st)
 	*st = eng->stats;
 	st->entries = cache_count(eng->cache);
 	st->evictions = cache_evictions(eng->cache);
+}
+
+uint32_t
+engine_now_wall(const struct engine *eng)
+{
+	return engine_now(eng);
+}
+
+static const char *const cache_txt_names[] = {
+	[CACHE_TXT_UNKNOWN] = "unknown", [CACHE_TXT_MATCH] = "match",
+	[CACHE_TXT_CHANGED] = "changed", [CACHE_TXT_NONE] = "none",
+	[CACHE_TXT_INVALID] = "invalid", [CACHE_TXT_MULTIPLE] = "multiple",
+	[CACHE_TXT_DNSFAIL] = "dnsfail",
+};
+
+static const char *const failure_names[] = {
+	[ANSWER_FAILURE_NONE] = "",
+	[ANSWER_FAILURE_FETCH] = "sts-policy-fetch-error",
+	[ANSWER_FAILURE_INVALID] = "sts-policy-invalid",
+	[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
+};
+
+static void
+engine_view(struct engine *eng, struct cache_entry *e, uint32_t now, struct engine_entry *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->domain = e->domain;
+	v->policy = e->policy;
+	v->id = e->id;
+	v->text = e->text;
+	v->text_len = e->text_len;
+	v->fetched_at = e->fetched_at;
+	if (e->policy != NULL)
+		v->expires_at = e->fetched_at + e->policy->max_age;
+	v->valid = cache_entry_valid(e, now);
+	v->txt = cache_txt_names[e->txt];
+	v->txt_until = e->txt_until;
+	v->backoff_until = e->backoff_until;
+	v->last_used = e->last_used;
+	v->last_error = failure_names[e->failure];
+	v->discovering = e->disc != NULL;
+	v->last_fetch = engine_note_find(eng, e->domain);
+	engine_answer_from(eng, e, now, false, &v->answer);
+}
+
+bool
+engine_get(struct engine *eng, const char *domain, struct engine_entry *out)
+{
+	struct cache_entry *e = cache_get(eng->cache, domain);
+
+	if (e == NULL)
+		return false;
+	engine_view(eng, e, engine_now(eng), out);
+	return true;
+}
+
+struct engine_foreach_ctx {
+	struct engine *eng;
+	uint32_t now;
+	void (*fn)(void *arg, const struct engine_entry *e);
+	void *arg;
+};
+
+static void
+engine_foreach_one(void *arg, struct cache_entry *e)
+{
+	struct engine_foreach_ctx *ctx = arg;
+	struct engine_entry v;
+
+	engine_view(ctx->eng, e, ctx->now, &v);
+	ctx->fn(ctx->arg, &v);
+}
+
+void
+engine_foreach(struct engine *eng, void (*fn)(void *arg, const struct engine_entry *e), void *arg)
+{
+	struct engine_foreach_ctx ctx = { eng, engine_now(eng), fn, arg };
+
+	cache_foreach(eng->cache, engine_foreach_one, &ctx);
+}
+
+static void
+engine_forget_dns(struct engine *eng, const char *domain)
+{
+	char name[DOMAIN_NAME_MAX + 16];
+
+	snprintf(name, sizeof(name), "_mta-sts.%s", domain);
+	dns_cache_forget(eng->dns, name);
+	snprintf(name, sizeof(name), "mta-sts.%s", domain);
+	dns_cache_forget(eng->dns, name);
+}
+
+struct engine_flush_ctx {
+	struct cache_entry **victims;
+	size_t n;
+	size_t cap;
+};
+
+static void
+engine_flush_collect(void *arg, struct cache_entry *e)
+{
+	struct engine_flush_ctx *ctx = arg;
+
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap > 0 ? ctx->cap * 2 : 64;
+		ctx->victims = xreallocarray(ctx->victims, ctx->cap, sizeof(*ctx->victims));
+	}
+	ctx->victims[ctx->n++] = e;
+}
+
+static void
+engine_flush_entry(struct engine *eng, struct cache_entry *e)
+{
+	engine_forget_dns(eng, e->domain);
+	log_info("policy domain=%s id=%s result=flushed", e->domain, e->id);
+	if (e->disc != NULL)
+		e->flush_pending = true;
+	else
+		cache_remove(eng->cache, e);
+}
+
+size_t
+engine_flush(struct engine *eng, const char *domain)
+{
+	struct engine_flush_ctx ctx = { NULL, 0, 0 };
+
+	if (domain != NULL) {
+		struct cache_entry *e = cache_get(eng->cache, domain);
+
+		if (e == NULL)
+			return 0;
+		engine_flush_entry(eng, e);
+		return 1;
+	}
+	/* Collected first: removal reshuffles the table under cache_foreach. */
+	cache_foreach(eng->cache, engine_flush_collect, &ctx);
+	for (size_t i = 0; i < ctx.n; i++)
+		engine_flush_entry(eng, ctx.victims[i]);
+	free(ctx.victims);
+	return ctx.n;
+}
+
+struct engine_wait *
+engine_refresh(struct engine *eng, const char *domain, engine_cb cb, void *arg)
+{
+	uint32_t now = engine_now(eng);
+	struct cache_entry *e = cache_get(eng->cache, domain);
+
+	engine_forget_dns(eng, domain);
+	if (e == NULL) {
+		e = cache_insert_empty(eng->cache, domain, now);
+		if (e == NULL)
+			return NULL;
+	}
+	e->flush_pending = false;
+	if (e->disc != NULL) {
+		/* Still before the fetch decision: make it fetch. */
+		if (e->disc->state == DISC_TXT)
+			e->disc->force = true;
+		return disc_join(e->disc, cb, arg);
+	}
+	struct discovery *d = disc_start(eng, e);
+
+	d->force = true;
+	return disc_join(d, cb, arg);
+}
+
+void
+engine_set_opts(struct engine *eng, const struct engine_opts *opts)
+{
+	eng->opts = *opts;
+	eng->lookup_timeout.tv_sec = opts->lookup_timeout_ms / 1000;
+	eng->lookup_timeout.tv_usec = (opts->lookup_timeout_ms % 1000) * 1000;
+	cache_set_max(eng->cache, opts->max_entries);
+}
+
+void
+engine_set_io(struct engine *eng, struct dns *dns, struct fetch *fetch)
+{
+	uint32_t now = engine_now(eng);
+
+	while (eng->discs != NULL) {
+		struct discovery *d = eng->discs;
+		struct cache_entry *e = cache_get(eng->cache, d->domain);
+
+		log_info("discovery domain=%s stage=%s result=restarted reason=\"dns or fetch "
+		         "settings reloaded\"",
+		         d->domain, disc_state_names[d->state]);
+		e->disc = NULL;
+		disc_wake(d, e, now);
+		disc_free(d);
+		if (e->flush_pending)
+			cache_remove(eng->cache, e);
+	}
+	eng->dns = dns;
+	eng->fetch = fetch;
 }

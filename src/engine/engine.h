@@ -73,9 +73,66 @@ struct engine_stats {
 	uint64_t fail_tls;
 	uint64_t fail_parse;
 	uint64_t in_flight;
+	uint64_t fetch_requests;
+	uint64_t fetch_ms_total;
+	uint32_t fetch_ms_max;
 	size_t entries;
 	size_t evictions;
 };
 void engine_get_stats(const struct engine *eng, struct engine_stats *st);
+
+/* The last fetch of a domain, as the control channel's show reports it. */
+struct engine_fetch_note {
+	uint32_t at;
+	long http_status;
+	uint32_t elapsed_ms;
+	int tls_version;
+	char result[160]; /* "ok" or the failure: kind, RFC 8460 type, detail */
+	char content_type[64];
+	char cert_subject[160];
+	char cert_issuer[160];
+	char cert_not_after[40];
+};
+
+/* A read-only view of one cache entry; valid until control returns to the event loop. */
+struct engine_entry {
+	const char *domain;
+	const struct policy *policy; /* NULL when none was ever fetched */
+	const char *id;              /* the policy's TXT id, "" without policy */
+	const char *text;            /* the policy verbatim */
+	size_t text_len;
+	uint32_t fetched_at;
+	uint32_t expires_at; /* fetched_at + max_age */
+	bool valid;          /* now < expires_at */
+	const char *txt;     /* the TXT verdict: match, changed, none, invalid, multiple, dnsfail */
+	uint32_t txt_until;
+	uint32_t backoff_until;
+	uint32_t last_used;
+	const char *last_error; /* RFC 8460 result type of the last failed fetch, or "" */
+	bool discovering;
+	const struct engine_fetch_note *last_fetch; /* NULL when not remembered */
+	struct engine_answer answer;                /* what a lookup gets now */
+};
+
+uint32_t engine_now_wall(const struct engine *eng);
+bool engine_get(struct engine *eng, const char *domain, struct engine_entry *out);
+void engine_foreach(struct engine *eng, void (*fn)(void *arg, const struct engine_entry *e),
+                    void *arg);
+/* Drops domain's entry (NULL: every entry); one with a running discovery goes when it ends.
+ * Returns the number of entries dropped or marked. */
+size_t engine_flush(struct engine *eng, const char *domain);
+/*
+ * Runs a discovery for domain now, fetching the policy even when the TXT id is unchanged or a
+ * back-off is active. cb runs once with the resulting answer (never inside this call).
+ */
+struct engine_wait *engine_refresh(struct engine *eng, const char *domain, engine_cb cb, void *arg);
+/* Applies new options (reload); the cache is kept. */
+void engine_set_opts(struct engine *eng, const struct engine_opts *opts);
+/*
+ * Switches to new DNS and fetch instances (reload with changed dns or fetch settings).
+ * Running discoveries answer their waiters from the cache and stop; the caller frees the
+ * old instances afterwards.
+ */
+void engine_set_io(struct engine *eng, struct dns *dns, struct fetch *fetch);
 
 #endif

@@ -8,7 +8,13 @@ CPU time (utime+stime, /proc/PID/stat) and RSS (VmRSS, /proc/PID/status) are rea
 scenario. Prints a table, then the targets with PASS/FAIL; --json writes every figure.
 
     bench.py [--quick] [--duration S] [--only cached,cold,isolation,memory] [--workdir DIR]
-             [--daemon PATH] [--load PATH] [--fixed PATH] [--json FILE] [--cpus D,L]
+             [--daemon PATH] [--load PATH] [--fixed PATH] [--json FILE] [--cpus D,L] [--no-gdb]
+
+Scenarios: cached (a 50/50 mix of policy and no-policy domains, all cached, at K=1, 8, 64,
+daemon against the fixed-answer ceiling; then policy-only and no-policy-only at K=8), cold (new
+domains on 32 connections: 5,000 mixed, then 1,000 with and 1,000 without a policy), isolation
+(cached K=8 while a cold stream runs on 32 more connections) and memory (RSS and malloc heap
+before and after 100,000 policies, on a fresh daemon; again with dns.cache_size=0 on 20,000).
 
 How the bench domains are published (world.add_domain() makes one auth-zone, one certificate and
 one nginx server block per domain, which is too slow for 100,000 domains):
@@ -62,10 +68,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # name prefix -> certificate group size (SANs per certificate)
 SAN_PER_CERT = {"cp": 16, "kp": 16, "sp": 16, "ip": 32, "mp": 250}
 
-FULL = dict(duration=10.0, cached_keys=1000, cold=5000, split=1000, iso_keys=30000, mem=100000,
-            mem_warm=256, warmup=1.0)
-QUICK = dict(duration=2.0, cached_keys=1000, cold=1000, split=300, iso_keys=8000, mem=10000,
-             mem_warm=256, warmup=0.5)
+SCENARIOS = ("cached", "cold", "isolation", "memory")
+
+# duration: seconds per timed run; slice: daemon and ceiling alternate in slices this long;
+# cold/split/iso_keys/mem/mem0: domains in each set (mem0: the dns.cache_size=0 memory run).
+FULL = dict(duration=10.0, slice=2.5, warmup=0.5, cached_keys=1000, cold=5000, split=1000,
+            iso_keys=30000, mem=100000, mem0=20000, mem_warm=256)
+QUICK = dict(duration=2.0, slice=2.0, warmup=0.5, cached_keys=1000, cold=1000, split=300,
+             iso_keys=8000, mem=10000, mem0=5000, mem_warm=256)
 
 TARGETS = dict(cached_ratio=0.9, p99_k8_ms=0.2, cold_cpu_ms=0.25, iso_p99_ms=1.0, iso_max_ms=10.0,
                mem_bytes=300)
@@ -442,11 +452,17 @@ class Bench:
             self.p["duration"] = args.duration
         if args.mem_domains:
             self.p["mem"] = args.mem_domains
-        self.only = set(args.only.split(",")) if args.only else {"cached", "cold", "isolation", "memory"}
-        self.results = {"params": self.p, "scenarios": {}}
+        self.p["mem0"] = min(self.p["mem0"], self.p["mem"])
+        self.only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+        unknown = self.only - set(SCENARIOS)
+        if unknown:
+            raise SystemExit(f"bench.py: unknown scenario(s) {', '.join(sorted(unknown))}")
+        self.results = {"params": self.p, "targets": TARGETS, "scenarios": {}}
         self.rows = []
         self.checks = []
         self.cpu_daemon, self.cpu_load = args.cpus
+        Sample.cpus = args.cpus
+        self.gdb = None if args.no_gdb else shutil.which("gdb")
 
     # ---- setup --------------------------------------------------------------------------------
     def keysets(self):
@@ -460,6 +476,7 @@ class Bench:
         if "memory" in self.only:
             self.pos["mp"] = m
         kd = self.kdir
+        warm = p["mem_warm"]
         self.keys = {
             "cached": write_keys(kd / "cached.txt", interleave([domain("cp", j) for j in range(n)],
                                                               [domain("cn", j) for j in range(n)])),
@@ -471,8 +488,9 @@ class Bench:
             "cold_neg": write_keys(kd / "cold-neg.txt", [domain("kn", k + j) for j in range(s)]),
             "iso": write_keys(kd / "iso.txt", interleave([domain("ip", j) for j in range(i)],
                                                         [domain("in", j) for j in range(i)])),
-            "mem_warm": write_keys(kd / "mem-warm.txt", [domain("mp", j) for j in range(p["mem_warm"])]),
-            "mem": write_keys(kd / "mem.txt", [domain("mp", p["mem_warm"] + j) for j in range(p["mem"])]),
+            "mem_warm": write_keys(kd / "mem-warm.txt", [domain("mp", j) for j in range(warm)]),
+            "mem": write_keys(kd / "mem.txt", [domain("mp", warm + j) for j in range(p["mem"])]),
+            "mem0": write_keys(kd / "mem0.txt", [domain("mp", warm + j) for j in range(p["mem0"])]),
         }
 
     def setup(self):
@@ -489,6 +507,7 @@ class Bench:
             (str(Path.cwd() / "mtastsd") if (Path.cwd() / "mtastsd").is_file() else W.default_daemon_binary())
         p = subprocess.run([self.daemon_bin, "-V"], capture_output=True, text=True, timeout=10)
         self.results["daemon"] = {"binary": self.daemon_bin, "version": (p.stdout + p.stderr).strip()}
+        self.results["tools"] = tools
 
         self.w = W.World(self.workdir / "world")
         self.sites = Sites(self.w, self.workdir)
@@ -503,11 +522,14 @@ class Bench:
             made += self.sites.make_certs(names, SAN_PER_CERT[prefix])
         log(f"{self.sites.count} policy domains in {len(self.sites.groups)} certificate groups "
             f"({made} certificates made) in {time.monotonic() - t:.1f}s")
+        if a.prepare_only:
+            return
         t = time.monotonic()
         self.w.start(timeout=300)
         self.sites.start()
         log(f"world and bench nginx up in {time.monotonic() - t:.1f}s")
-        self.results["setup"] = {"policy_domains": self.sites.count, "cert_groups": len(self.sites.groups)}
+        self.results["setup"] = {"policy_domains": self.sites.count,
+                                 "cert_groups": len(self.sites.groups)}
 
     def start_daemon(self, name, dns_cache_size=1000000):
         conf = daemon_conf(self.workdir, self.w, DAEMON_PORT, dns_cache_size)
@@ -523,26 +545,57 @@ class Bench:
         W.wait_until(lambda: self.ceiling.poll() is not None or W.tcp_accepts("127.0.0.1", CEILING_PORT),
                      10, what="fixed_socketmap to listen")
 
+    def heap(self, d):
+        """glibc's heap figures of the daemon (malloc_stats(3) via gdb, printed into its log):
+        (system bytes, in-use bytes), or None without gdb. Stops the daemon for a moment."""
+        if self.gdb is None:
+            return None
+        for _ in range(3):
+            before = os.path.getsize(d.log_path)
+            p = subprocess.run([self.gdb, "-p", str(d.pid), "-batch", "-ex", "call (void)malloc_stats()"],
+                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            time.sleep(0.2)
+            with open(d.log_path, "rb") as f:
+                f.seek(before)
+                text = f.read().decode(errors="replace")
+            tail = text.rsplit("Total (incl. mmap):", 1)
+            if len(tail) == 2:
+                nums = [int(line.split("=")[1]) for line in tail[1].splitlines()
+                        if line.strip().startswith(("system bytes", "in use bytes"))]
+                if len(nums) >= 2:
+                    return tuple(nums[:2])
+            log(f"malloc_stats via gdb gave nothing (rc={p.returncode}): {p.stderr.strip()[-300:]}")
+        return None
+
     # ---- scenarios ----------------------------------------------------------------------------
     def measure(self, pid, port, keys, conns, **kw):
         s = Sample(pid)
         r = self.load.run(port, keys, conns, **kw)
-        s.stop()
-        r["server_cpu_s"] = s.cpu
-        r["server_cpu_us_per_req"] = s.cpu * 1e6 / r["requests"] if r["requests"] else None
-        r["server_util"] = s.cpu / s.wall if s.wall else None
-        r["rss"] = s.rss
-        return r
+        return s.stop().annotate(r)
+
+    def alternate(self, k, runs):
+        """Timed runs of several kinds in alternating slices (the order flips each round), so
+        that a neighbour's burst on this shared machine hits every kind alike; the slices of a
+        kind are merged exactly. runs: {kind: (pid, port, keyfile, expected OK ratio)}."""
+        p = self.p
+        rounds = max(1, round(p["duration"] / p["slice"]))
+        slice_s = p["duration"] / rounds
+        out = {kind: [] for kind in runs}
+        for i in range(rounds):
+            order = list(runs) if i % 2 == 0 else list(reversed(list(runs)))
+            for kind in order:
+                pid, port, keys, expect_ok = runs[kind]
+                out[kind].append(self.measure(pid, port, keys, k, duration=slice_s, warmup=p["warmup"],
+                                              expect_ok=expect_ok, tolerance=0.01, hist=True,
+                                              label=f"{kind} K={k}"))
+        return {kind: merge_runs(r) for kind, r in out.items()}
 
     def scenario_cached(self, d):
-        p = self.p
-        dur, warm = p["duration"], p["warmup"]
         out = {}
         for k in (1, 8, 64):
-            dm = self.measure(d.pid, DAEMON_PORT, self.keys["cached"], k, duration=dur, warmup=warm,
-                              expect_ok=0.5, tolerance=0.01, label=f"daemon K={k}")
-            cl = self.measure(self.ceiling.pid, CEILING_PORT, self.keys["cached"], k, duration=dur,
-                              warmup=warm, expect_ok=0.5, tolerance=0.01, label=f"ceiling K={k}")
+            m = self.alternate(k, {"daemon": (d.pid, DAEMON_PORT, self.keys["cached"], 0.5),
+                                   "ceiling": (self.ceiling.pid, CEILING_PORT, self.keys["cached"], 0.5)})
+            dm, cl = m["daemon"], m["ceiling"]
             ratio = dm["rps"] / cl["rps"] if cl["rps"] else 0.0
             out[f"K{k}"] = {"daemon": dm, "ceiling": cl, "ratio": ratio}
             self.rows.append(("cached 50/50", k, dm, cl, ratio))
@@ -551,19 +604,23 @@ class Bench:
                                 ratio >= TARGETS["cached_ratio"], f"{ratio:.3f}"))
             if k == 8:
                 p99 = dm["lat_us"]["all"]["p99"] / 1000
+                cp99 = cl["lat_us"]["all"]["p99"] / 1000
                 self.checks.append((f"cached p99 at K=8 <= {TARGETS['p99_k8_ms']} ms",
-                                    p99 <= TARGETS["p99_k8_ms"], f"{p99:.3f} ms"))
-        for kind, exp in (("pos", 1.0), ("neg", 0.0)):
-            dm = self.measure(d.pid, DAEMON_PORT, self.keys[f"cached_{kind}"], 8, duration=dur,
-                              warmup=warm, expect_ok=exp, tolerance=0.0, label=f"daemon {kind} K=8")
-            out[f"{kind}_K8"] = dm
-            self.rows.append((f"cached {'positive' if kind == 'pos' else 'negative'} only", 8, dm,
-                              None, None))
-            log(f"cached {kind}-only K=8: {dm['rps']:.0f}/s cpu {dm['server_cpu_us_per_req']:.2f} us/req")
-        pos, neg = out["pos_K8"], out["neg_K8"]
+                                    p99 <= TARGETS["p99_k8_ms"],
+                                    f"{p99:.3f} ms (ceiling {cp99:.3f} ms)"))
+        m = self.alternate(8, {"positive": (d.pid, DAEMON_PORT, self.keys["cached_pos"], 1.0),
+                               "negative": (d.pid, DAEMON_PORT, self.keys["cached_neg"], 0.0)})
+        for kind in ("positive", "negative"):
+            out[f"{kind}_K8"] = m[kind]
+            self.rows.append((f"cached {kind} only", 8, m[kind], None, None))
+            log(f"cached {kind}-only K=8: {m[kind]['rps']:.0f}/s cpu "
+                f"{m[kind]['server_cpu_us_per_req']:.2f} us/req")
+        pos, neg = m["positive"], m["negative"]
         rel = neg["server_cpu_us_per_req"] / pos["server_cpu_us_per_req"]
-        self.checks.append(("negative answers as cheap as positive (CPU/req neg/pos <= 1.05)",
-                            rel <= 1.05, f"neg/pos CPU {rel:.3f}, req/s {neg['rps'] / pos['rps']:.3f}"))
+        self.checks.append(("negative answers as cheap as positive (daemon CPU/req neg/pos <= 1.05)",
+                            rel <= 1.05,
+                            f"neg/pos CPU per request {rel:.3f}; req/s {neg['rps'] / pos['rps']:.3f}; "
+                            f"p99 {neg['lat_us']['all']['p99']:.0f} vs {pos['lat_us']['all']['p99']:.0f} us"))
         self.results["scenarios"]["cached"] = out
 
     def scenario_cold(self, d):
@@ -582,8 +639,8 @@ class Bench:
         m = out["mixed"]
         self.checks.append((f"cold <= {TARGETS['cold_cpu_ms']} ms daemon CPU per new domain",
                             m["cpu_ms_per_domain"] <= TARGETS["cold_cpu_ms"],
-                            f"{m['cpu_ms_per_domain']:.3f} ms (mixed; positive "
-                            f"{out['positive']['cpu_ms_per_domain']:.3f}, negative "
+                            f"{m['cpu_ms_per_domain']:.3f} ms (50/50 mix; with policy "
+                            f"{out['positive']['cpu_ms_per_domain']:.3f}, without "
                             f"{out['negative']['cpu_ms_per_domain']:.3f})"))
         self.results["scenarios"]["cold"] = out
 
@@ -596,11 +653,10 @@ class Bench:
         cached = self.load.run(DAEMON_PORT, self.keys["cached"], 8, duration=dur, warmup=warm,
                                expect_ok=0.5, tolerance=0.01, label="isolation cached K=8")
         c = Load.finish(cold, dur + warm + 60)
-        s.stop()
-        cached["server_util"] = s.cpu / s.wall
-        cached["rss"] = s.rss
-        cached["server_cpu_us_per_req"] = None
-        ran_out = c["elapsed_s"] < dur + warm + 0.5 and c["requests"] >= sum(1 for _ in open(self.keys["iso"]))
+        s.stop().annotate(cached)
+        cached["server_cpu_us_per_req"] = None  # the CPU went mostly to the cold stream
+        niso = sum(1 for _ in open(self.keys["iso"]))
+        ran_out = c["requests"] >= niso and c["elapsed_s"] < dur + warm + 0.5
         out = {"cached": cached, "cold": c, "cold_ran_out": ran_out}
         self.rows.append(("isolation: cached", 8, cached, None, None))
         self.rows.append(("isolation: cold stream", 32, c, None, None))
@@ -608,14 +664,13 @@ class Bench:
         mx = cached["lat_us"]["all"]["max"] / 1000
         log(f"isolation: cached {cached['rps']:.0f}/s p99 {p99:.3f} ms max {mx:.3f} ms; cold "
             f"{c['requests']} domains at {c['rps']:.0f}/s{' (RAN OUT of domains)' if ran_out else ''}")
-        self.checks.append((f"isolation: cached p99 <= {TARGETS['iso_p99_ms']} ms", p99 <= TARGETS["iso_p99_ms"],
-                            f"{p99:.3f} ms"))
-        self.checks.append((f"isolation: cached max <= {TARGETS['iso_max_ms']} ms", mx <= TARGETS["iso_max_ms"],
-                            f"{mx:.3f} ms"))
+        self.checks.append((f"isolation: cached p99 <= {TARGETS['iso_p99_ms']} ms",
+                            p99 <= TARGETS["iso_p99_ms"], f"{p99:.3f} ms"))
+        self.checks.append((f"isolation: cached max <= {TARGETS['iso_max_ms']} ms",
+                            mx <= TARGETS["iso_max_ms"], f"{mx:.3f} ms"))
         self.results["scenarios"]["isolation"] = out
 
-    def memory_run(self, name, dns_cache_size):
-        p = self.p
+    def memory_run(self, name, dns_cache_size, keys, count):
         d = self.start_daemon(name, dns_cache_size)
         try:
             r0 = proc_rss(d.pid)
@@ -623,33 +678,38 @@ class Bench:
                               expect_ok=1.0, tolerance=0.0, timeout=700)
             time.sleep(1.0)
             base = proc_rss(d.pid)
+            heap0 = self.heap(d)
             s = Sample(d.pid)
-            fill = self.load.run(DAEMON_PORT, self.keys["mem"], 64, cold=True, duration=1800,
-                                 expect_ok=1.0, tolerance=0.0, timeout=1900, label=f"{name} fill")
+            fill = self.load.run(DAEMON_PORT, self.keys[keys], 64, cold=True, duration=3600,
+                                 expect_ok=1.0, tolerance=0.0, timeout=3700, label=f"{name} fill")
             s.stop()
             time.sleep(1.0)
             full = proc_rss(d.pid)
-            again = self.load.run(DAEMON_PORT, self.keys["mem"], 64, requests=p["mem"], expect_ok=1.0,
+            heap1 = self.heap(d)
+            again = self.load.run(DAEMON_PORT, self.keys[keys], 64, requests=count, expect_ok=1.0,
                                   tolerance=0.0, timeout=600, label=f"{name} re-read")
             after = proc_rss(d.pid)
-            per = (full - base) / p["mem"]
-            res = {"dns_cache_size": dns_cache_size, "rss_start": r0, "rss_base": base,
-                   "rss_full": full, "rss_after_reread": after, "bytes_per_policy": per,
-                   "warm": w, "fill": fill, "fill_cpu_ms_per_domain": s.cpu * 1000 / p["mem"],
-                   "reread": again}
-            log(f"memory ({name}, dns.cache_size={dns_cache_size}): start {r0 / 2**20:.1f} MiB, after "
-                f"warm-up {base / 2**20:.1f} MiB, with {p['mem']} policies {full / 2**20:.1f} MiB: "
-                f"{per:.0f} B/policy; fill {fill['rps']:.0f}/s, re-read {again['rps']:.0f}/s "
-                f"ok_ratio {again['ok_ratio']}")
+            res = {"dns_cache_size": dns_cache_size, "policies": count, "rss_start": r0,
+                   "rss_base": base, "rss_full": full, "rss_after_reread": after,
+                   "bytes_per_policy": (full - base) / count, "warm": w, "fill": fill,
+                   "fill_cpu_ms_per_domain": s.cpu * 1000 / count, "reread": again,
+                   "heap_before": heap0, "heap_after": heap1}
+            if heap0 and heap1:
+                res["heap_system_per_policy"] = (heap1[0] - heap0[0]) / count
+                res["heap_in_use_per_policy"] = (heap1[1] - heap0[1]) / count
+            log(f"memory ({name}, dns.cache_size={dns_cache_size}): RSS {base / 2**20:.1f} -> "
+                f"{full / 2**20:.1f} MiB with {count} policies: {res['bytes_per_policy']:.0f} B/policy"
+                + (f" (heap in use {res['heap_in_use_per_policy']:.0f} B/policy)" if heap1 else "")
+                + f"; fill {fill['rps']:.0f}/s, re-read ok_ratio {again['ok_ratio']}")
             return res
         finally:
             d.stop()
 
     def scenario_memory(self):
-        out = {"config": self.memory_run("mtastsd-mem", 1000000)}
-        if not self.args.no_dns0:
-            out["dns_cache_0"] = self.memory_run("mtastsd-mem-nodns", 0)
-        for key, what in (("config", "as configured"), ("dns_cache_0", "dns.cache_size=0")):
+        out = {"config": self.memory_run("mtastsd-mem", 1000000, "mem", self.p["mem"])}
+        if self.p["mem0"] > 0:
+            out["dns_cache_0"] = self.memory_run("mtastsd-mem-nodns", 0, "mem0", self.p["mem0"])
+        for key, what in (("config", "bench config"), ("dns_cache_0", "dns.cache_size=0")):
             if key in out:
                 per = out[key]["bytes_per_policy"]
                 self.checks.append((f"memory <= {TARGETS['mem_bytes']} B RSS per cached policy ({what})",
@@ -661,32 +721,34 @@ class Bench:
         def ms(v):
             return f"{v / 1000:.3f}"
 
+        def pct(v):
+            return f"{v * 100:.0f}%" if v is not None else "-"
+
+        dc, lc = str(self.cpu_daemon), str(self.cpu_load)
         lines = []
-        hdr = (f"{'scenario':<28} {'K':>3} {'req/s':>9} {'ceiling':>9} {'ratio':>6} {'p50 ms':>7} "
-               f"{'p99 ms':>7} {'p99.9ms':>7} {'max ms':>7} {'cpu us/req':>10} {'srv cpu':>7} "
-               f"{'RSS MiB':>7} {'ok/notfound/bad':>17}")
+        hdr = (f"{'scenario':<26} {'K':>3} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
+               f"{'p99.9ms':>7} {'max ms':>7} {'us/req':>7} {'srv':>5} {'cpu' + dc:>5} {'load':>5} "
+               f"{'cpu' + lc:>5} {'RSS MiB':>7}  ok/notfound/bad")
         lines.append(hdr)
         lines.append("-" * len(hdr))
-        for name, k, r, ceil, ratio in self.rows:
+
+        def row(name, k, r, ratio):
             lat = r["lat_us"]["all"]
             bad = r["requests"] - r["replies"]["ok"] - r["replies"]["notfound"] + sum(r["errors"].values())
             cpu = r.get("server_cpu_us_per_req")
-            util = r.get("server_util")
+            busy = r.get("cpu_busy") or {}
             rss = r.get("rss")
-            lines.append(
-                f"{name:<28} {k:>3} {r['rps']:>9.0f} {ceil['rps'] if ceil else 0:>9.0f} "
-                f"{ratio if ratio is not None else 0:>6.3f} {ms(lat['p50']):>7} {ms(lat['p99']):>7} "
-                f"{ms(lat['p999']):>7} {ms(lat['max']):>7} "
-                f"{(f'{cpu:.2f}' if cpu is not None else '-'):>10} "
-                f"{(f'{util * 100:.0f}%' if util is not None else '-'):>7} "
-                f"{(f'{rss / 2**20:.1f}' if rss else '-'):>7} "
-                f"{r['replies']['ok']}/{r['replies']['notfound']}/{bad}".rstrip())
+            return (f"{name:<26} {k:>3} {r['rps']:>8.0f} {(f'{ratio:.3f}' if ratio is not None else ''):>6} "
+                    f"{ms(lat['p50']):>7} {ms(lat['p99']):>7} {ms(lat['p999']):>7} {ms(lat['max']):>7} "
+                    f"{(f'{cpu:.2f}' if cpu is not None else '-'):>7} {pct(r.get('server_util')):>5} "
+                    f"{pct(busy.get(dc)):>5} {pct(r.get('load_util')):>5} {pct(busy.get(lc)):>5} "
+                    f"{(f'{rss / 2**20:.1f}' if rss else '-'):>7}  "
+                    f"{r['replies']['ok']}/{r['replies']['notfound']}/{bad}")
+
+        for name, k, r, ceil, ratio in self.rows:
+            lines.append(row(name, k, r, ratio))
             if ceil:
-                cl = ceil["lat_us"]["all"]
-                lines.append(
-                    f"{'  ceiling (fixed_socketmap)':<28} {k:>3} {ceil['rps']:>9.0f} {'':>9} {'':>6} "
-                    f"{ms(cl['p50']):>7} {ms(cl['p99']):>7} {ms(cl['p999']):>7} {ms(cl['max']):>7} "
-                    f"{ceil['server_cpu_us_per_req']:>10.2f} {ceil['server_util'] * 100:>6.0f}%")
+                lines.append(row("  ceiling (fixed_socketmap)", k, ceil, None))
         sc = self.results["scenarios"]
         if "cold" in sc:
             lines.append("")
@@ -706,28 +768,52 @@ class Bench:
         if "memory" in sc:
             lines.append("")
             for key, m in sc["memory"].items():
-                lines.append(f"memory ({'dns.cache_size=' + str(m['dns_cache_size'])}): RSS started "
-                             f"{m['rss_start'] / 2**20:.1f} MiB, {m['rss_base'] / 2**20:.1f} MiB after "
-                             f"{self.p['mem_warm']} warm-up domains, {m['rss_full'] / 2**20:.1f} MiB with "
-                             f"{self.p['mem']} more policies: {m['bytes_per_policy']:.0f} bytes/policy "
-                             f"(fill {m['fill']['rps']:.0f} domains/s, "
-                             f"{m['fill_cpu_ms_per_domain']:.3f} ms CPU/domain; re-read all: ok_ratio "
-                             f"{m['reread']['ok_ratio']}, {m['reread']['rps']:.0f} req/s, RSS "
-                             f"{m['rss_after_reread'] / 2**20:.1f} MiB)")
+                heap = ""
+                if "heap_in_use_per_policy" in m:
+                    heap = (f"; malloc heap +{m['heap_system_per_policy']:.0f} B/policy, of which in use "
+                            f"+{m['heap_in_use_per_policy']:.0f} B/policy")
+                lines.append(f"memory (dns.cache_size={m['dns_cache_size']}): RSS {m['rss_start'] / 2**20:.1f} "
+                             f"MiB at start, {m['rss_base'] / 2**20:.1f} MiB after {self.p['mem_warm']} "
+                             f"warm-up domains, {m['rss_full'] / 2**20:.1f} MiB with {m['policies']} more "
+                             f"policies = {m['bytes_per_policy']:.0f} B RSS/policy{heap}")
+                lines.append(f"    fill {m['fill']['rps']:.0f} domains/s at "
+                             f"{m['fill_cpu_ms_per_domain']:.3f} ms daemon CPU/domain; re-reading all: "
+                             f"ok_ratio {m['reread']['ok_ratio']:.3f} at {m['reread']['rps']:.0f} req/s, RSS "
+                             f"{m['rss_after_reread'] / 2**20:.1f} MiB")
         lines.append("")
         lines.append("targets:")
         for what, ok, val in self.checks:
             lines.append(f"  {'PASS' if ok else 'FAIL'}  {what}: {val}")
         return "\n".join(lines)
 
+    def wait_quiet(self, limit):
+        """Waits (at most limit s) until neither CPU is more than 15% busy over one second."""
+        deadline = time.monotonic() + limit
+        while True:
+            b0 = cpu_busy(self.args.cpus)
+            time.sleep(1.0)
+            b1 = cpu_busy(self.args.cpus)
+            busy = max(b1[c] - b0[c] for c in b0)
+            if busy <= 0.15:
+                return busy
+            if time.monotonic() >= deadline:
+                log(f"machine still busy ({busy * 100:.0f}% on one CPU) after {limit:g}s; going on")
+                return busy
+            log(f"waiting for a quiet machine ({busy * 100:.0f}% busy)")
+            time.sleep(4.0)
+
     def run(self):
         a = self.args
         t0 = time.monotonic()
+        self.results["env"] = {"nproc": os.cpu_count(), "uname": " ".join(os.uname()),
+                               "loadavg_start": open("/proc/loadavg").read().split()[:3],
+                               "cpus": {"daemon": self.cpu_daemon, "load": self.cpu_load}}
         try:
             self.setup()
-            env = {"nproc": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3],
-                   "cpus": {"daemon": self.cpu_daemon, "load": self.cpu_load}}
-            self.results["env"] = env
+            if a.prepare_only:
+                return 0
+            if a.wait_quiet:
+                self.wait_quiet(a.wait_quiet)
             if {"cached", "cold", "isolation"} & self.only:
                 self.start_ceiling()
                 d = self.start_daemon("mtastsd-bench")
@@ -747,16 +833,25 @@ class Bench:
             if "memory" in self.only:
                 self.scenario_memory()
         finally:
-            self.sites.stop() if hasattr(self, "sites") else None
+            if hasattr(self, "sites"):
+                self.sites.stop()
             if hasattr(self, "w"):
                 self.w.stop()
         self.results["elapsed_s"] = time.monotonic() - t0
-        text = self.table()
-        print(f"mtastsd benchmark ({'quick' if a.quick else 'full'}; {self.p['duration']:g} s per timed "
-              f"run; daemon on CPU {self.cpu_daemon}, load and test servers on CPU {self.cpu_load}; "
-              f"load average at start {' '.join(self.results['env']['loadavg'])})")
-        print(f"daemon: {self.results['daemon']['version']} ({self.daemon_bin})")
-        print(text)
+        self.results["env"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+        self.results["checks"] = [{"target": w, "pass": ok, "value": v} for w, ok, v in self.checks]
+        p = self.p
+        print(f"mtastsd benchmark ({'quick' if a.quick else 'full'}): timed runs {p['duration']:g} s "
+              f"(+{p['warmup']:g} s warm-up each; daemon and ceiling alternate in "
+              f"{max(1, round(p['duration'] / p['slice']))} slices); daemon/ceiling on CPU "
+              f"{self.cpu_daemon}, load generator and test servers on CPU {self.cpu_load}")
+        print(f"daemon: {self.results['daemon']['version']} ({self.daemon_bin}); load average "
+              f"{' '.join(self.results['env']['loadavg_start'])} at start, "
+              f"{' '.join(self.results['env']['loadavg_end'])} at end; took {self.results['elapsed_s']:.0f} s")
+        print("columns: us/req = server CPU (utime+stime) per request; srv = server CPU / wall time; "
+              f"cpu{self.cpu_daemon}, cpu{self.cpu_load} = everything that ran on that CPU (ours or a "
+              "neighbour's); load = load generator CPU / wall time")
+        print(self.table())
         if a.json:
             Path(a.json).write_text(json.dumps(self.results, indent=1) + "\n")
         if not a.keep and not a.workdir:
@@ -768,11 +863,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 s runs, smaller domain sets")
     ap.add_argument("--duration", type=float, help="seconds per timed run (default 10, quick 2)")
-    ap.add_argument("--only", help="comma list of cached,cold,isolation,memory")
+    ap.add_argument("--only", help="comma list of " + ",".join(SCENARIOS))
     ap.add_argument("--mem-domains", type=int, help="policies for the memory scenario (100000)")
-    ap.add_argument("--no-dns0", action="store_true", help="skip the dns.cache_size=0 memory run")
+    ap.add_argument("--no-gdb", action="store_true", help="do not read malloc_stats() through gdb")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="before measuring, wait up to S seconds for both CPUs to be idle")
     ap.add_argument("--workdir", help="keep and reuse this directory (certificates are cached there)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="make the certificates and key files in --workdir, then stop")
     ap.add_argument("--daemon", help="mtastsd binary (default $MTASTSD, ./mtastsd, build/mtastsd)")
     ap.add_argument("--load", help="load generator binary (default: built next to this script)")
     ap.add_argument("--fixed", help="fixed_socketmap binary")

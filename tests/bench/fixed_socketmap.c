@@ -1,5 +1,4 @@
-/* fixed_socketmap.c: the benchmark ceiling: a socketmap server that answers every request at once.
- */
+/* fixed_socketmap.c: benchmark ceiling: a socketmap server answering every request at once. */
 /*
  * One thread, epoll (level-triggered), non-blocking sockets, netstring framing. It answers each
  * complete request in the order received with a fixed reply, so pipelined requests work, and
@@ -12,7 +11,9 @@
  * alternate answers OK and NOTFOUND in turn (over all connections), matching a 50/50 mix.
  * It exits on SIGTERM/SIGINT or after -t seconds (default 3600), printing the request count.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>

@@ -11,7 +11,9 @@
  * Exit status: 0 run fine and every sanity check held; 1 a sanity check failed; 2 usage or setup
  * error.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
