@@ -102,11 +102,11 @@ client_connect(struct client *c)
 	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
 	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
 	    connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) == -1)
+	    fcntl(c->fd, F_SETFL, O_NONBLOCK) == -1)
 		goto fail;
 	return 0;
 fail:
-	saved = errno == EINPROGRESS ? EAGAIN : errno;
+	saved = errno;
 	close(c->fd);
 	c->fd = -1;
 	errno = saved;
@@ -137,7 +137,8 @@ static enum client_status
 client_fail(struct client *c, enum client_status st, const char *what, int err)
 {
 	if (st == CLIENT_TIMEOUT)
-		strbuf_appendf(&c->why, "no complete reply within %u s (see -t)", c->timeout_s);
+		strbuf_appendf(&c->why, "no complete reply within %u s (raise it with -t)",
+		               c->timeout_s);
 	else if (err != 0)
 		strbuf_appendf(&c->why, "%s: %s", what, strerror(err));
 	else

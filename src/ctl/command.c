@@ -26,7 +26,7 @@ command_encode_mode(const char *value, struct strbuf *line, struct strbuf *why)
 		if (strcmp(value, command_modes[i]) == 0)
 			return strbuf_appendf(line, " %s", value);
 	}
-	strbuf_appendf(why, "--mode \"%s\" is not enforce, testing or none", value);
+	strbuf_appendf(why, "--mode \"%.80s\" is not enforce, testing or none", value);
 	return -1;
 }
 
@@ -43,7 +43,7 @@ command_encode_seconds(const char *value, struct strbuf *line, struct strbuf *wh
 			break;
 	}
 	if (i == 0 || value[i] != '\0') {
-		strbuf_appendf(why, "--expiring \"%s\" is not a number of seconds from 0 to %lu",
+		strbuf_appendf(why, "--expiring \"%.80s\" is not a number of seconds from 0 to %lu",
 		               value, COMMAND_EXPIRING_MAX);
 		return -1;
 	}
@@ -63,7 +63,7 @@ command_encode_none(int argc, char **args, struct strbuf *line, struct strbuf *w
 {
 	if (argc == 0)
 		return 0;
-	strbuf_appendf(why, "unexpected argument \"%s\"", args[0]);
+	strbuf_appendf(why, "unexpected argument \"%.80s\"", args[0]);
 	return -1;
 }
 
@@ -82,7 +82,7 @@ command_encode_list(int argc, char **args, struct strbuf *line, struct strbuf *w
 				break;
 		}
 		if (k == COMMAND_LIST_NOPTIONS) {
-			strbuf_appendf(why, "unexpected argument \"%s\"", arg);
+			strbuf_appendf(why, "unexpected argument \"%.80s\"", arg);
 			return -1;
 		}
 		if (seen[k]) {
@@ -114,12 +114,12 @@ command_encode_domain(const char *arg, struct strbuf *line, struct strbuf *why)
 	enum domain_result r;
 
 	if (strncmp(arg, "--", 2) == 0) {
-		strbuf_appendf(why, "unexpected option \"%s\"", arg);
+		strbuf_appendf(why, "unexpected option \"%.80s\"", arg);
 		return -1;
 	}
 	r = domain_normalise(arg, strlen(arg), name);
 	if (r != DOMAIN_OK) {
-		strbuf_appendf(why, "\"%s\" is not a policy domain (%s)", arg,
+		strbuf_appendf(why, "\"%.80s\" is not a policy domain (%s)", arg,
 		               domain_result_str(r));
 		return -1;
 	}
@@ -158,7 +158,7 @@ command_encode_log_level(int argc, char **args, struct strbuf *line, struct strb
 		return -1;
 	}
 	if (log_level_parse(args[0], &level) == -1) {
-		strbuf_appendf(why, "\"%s\" is not err, warn, info or debug", args[0]);
+		strbuf_appendf(why, "\"%.80s\" is not err, warn, info or debug", args[0]);
 		return -1;
 	}
 	return strbuf_appendf(line, " %s", log_level_name(level));

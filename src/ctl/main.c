@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/strbuf.h"
+#include "base/xmalloc.h"
 #include "config/config.h"
 #include "ctl/client.h"
 #include "ctl/command.h"
@@ -39,6 +40,7 @@ enum ctl_exit {
 struct ctl {
 	const char *socket;      /* the path connected to */
 	const char *origin;      /* where that path came from, for messages */
+	char *origin_buf;        /* owns origin when it names the config file */
 	const char *config_path; /* -c, or the default */
 	bool config_given;
 	unsigned timeout_s; /* 0 until chosen */
@@ -154,9 +156,9 @@ ctl_refresh_timeout(const struct config *cfg)
 }
 
 /* Chooses the socket and the timeout; -1 (with the message printed) when the configuration
- * turns the control channel off. cfg_out keeps the strings alive. */
+ * turns the control channel off. *cfg_out keeps the socket string alive. */
 static int
-ctl_resolve(struct ctl *ctl, const struct config **cfg_out, struct strbuf *origin)
+ctl_resolve(struct ctl *ctl, const struct config **cfg_out)
 {
 	const struct config *cfg = NULL;
 	bool need_cfg =
@@ -175,8 +177,8 @@ ctl_resolve(struct ctl *ctl, const struct config **cfg_out, struct strbuf *origi
 		return -1;
 	} else if (cfg != NULL) {
 		ctl->socket = cfg->control.socket;
-		strbuf_appendf(origin, "control.socket in %s", ctl->config_path);
-		ctl->origin = origin->data;
+		ctl->origin_buf = xasprintf("control.socket in %s", ctl->config_path);
+		ctl->origin = ctl->origin_buf;
 	} else {
 		ctl->socket = CTL_DEFAULT_SOCKET;
 		ctl->origin = "the built-in default";
@@ -218,10 +220,10 @@ ctl_write_body(FILE *out, const char *body, size_t len)
 static void
 ctl_excerpt(struct strbuf *out, const char *data, size_t len)
 {
-	size_t n = len < CTL_EXCERPT_MAX ? len : CTL_EXCERPT_MAX;
+	size_t i;
 
-	strbuf_appends(out, " (received \"");
-	for (size_t i = 0; i < n; i++) {
+	strbuf_appends(out, "; received \"");
+	for (i = 0; i < len && i < CTL_EXCERPT_MAX; i++) {
 		unsigned char ch = (unsigned char)data[i];
 
 		if (ch == '\n')
@@ -233,7 +235,7 @@ ctl_excerpt(struct strbuf *out, const char *data, size_t len)
 		else
 			strbuf_appendc(out, (char)ch);
 	}
-	strbuf_appends(out, n < len ? "\"...)" : "\")");
+	strbuf_appends(out, i < len ? "\"..." : "\"");
 }
 
 static int
@@ -305,7 +307,7 @@ main(int argc, char **argv)
 	};
 	struct ctl ctl = { .config_path = CTL_DEFAULT_CONFIG };
 	const struct config *cfg = NULL;
-	struct strbuf line, why, origin;
+	struct strbuf line, why;
 	int ch, rc;
 
 	log_init("mtasts-ctl", true, LOG_LEVEL_WARN);
@@ -340,21 +342,20 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind == argc)
-		return ctl_usage_error("no COMMAND");
+		return ctl_usage_error("%s", "no COMMAND");
 	ctl.cmd = command_find(argv[optind]);
 	if (ctl.cmd == NULL)
 		return ctl_usage_error("unknown command \"%s\"", argv[optind]);
 
 	strbuf_init(&line, COMMAND_LINE_MAX);
 	strbuf_init(&why, 1024);
-	strbuf_init(&origin, 4096);
 	if (command_request(ctl.cmd, argc - optind - 1, argv + optind + 1, ctl.json, &line, &why) ==
 	    -1) {
 		fprintf(stderr, "mtasts-ctl: %s: %s; usage: mtasts-ctl %s%s%s\n", ctl.cmd->name,
 		        why.data, ctl.cmd->name, ctl.cmd->args[0] != '\0' ? " " : "",
 		        ctl.cmd->args);
 		rc = CTL_EXIT_USAGE;
-	} else if (ctl_resolve(&ctl, &cfg, &origin) == -1) {
+	} else if (ctl_resolve(&ctl, &cfg) == -1) {
 		rc = CTL_EXIT_UNREACHABLE;
 	} else {
 		rc = ctl_run(&ctl, &line);
@@ -362,6 +363,6 @@ main(int argc, char **argv)
 	config_free(cfg);
 	strbuf_release(&line);
 	strbuf_release(&why);
-	strbuf_release(&origin);
+	free(ctl.origin_buf);
 	return rc;
 }

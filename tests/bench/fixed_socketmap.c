@@ -94,8 +94,8 @@ conn_flush(int ep, int fd, struct fconn *c)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (!c->want_out) {
-				struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT,
-					                  .data.fd = fd };
+				/* Back-pressure: no reading until the client takes its replies. */
+				struct epoll_event ev = { .events = EPOLLOUT, .data.fd = fd };
 				epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
 				c->want_out = true;
 			}
@@ -156,12 +156,29 @@ conn_parse(struct fconn *c)
 	return 0;
 }
 
+/* Answers what has arrived, as far as the output allows; -1 when the connection must close. */
+static int
+conn_serve(int ep, int fd, struct fconn *c)
+{
+	/* Bounded: each turn either consumes requests or stops. */
+	for (;;) {
+		size_t before = c->ilen;
+		if (conn_parse(c) == -1 || conn_flush(ep, fd, c) == -1)
+			return -1;
+		if (c->want_out || c->ilen == before || c->ilen == 0)
+			break;
+	}
+	/* A full input buffer without one complete request: longer than any request may be. */
+	if (!c->want_out && c->ilen == sizeof(c->in))
+		return -1;
+	return 0;
+}
+
 static void
 conn_readable(int ep, int fd, struct fconn *c)
 {
-	/* A full output buffer means the client is not reading: stop reading it too. */
-	if (c->olen == sizeof(c->out))
-		return;
+	if (c->want_out)
+		return; /* back-pressure: the client takes its replies first */
 	ssize_t n = read(fd, c->in + c->ilen, sizeof(c->in) - c->ilen);
 	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK)) {
 		conn_close(ep, fd);
@@ -170,7 +187,7 @@ conn_readable(int ep, int fd, struct fconn *c)
 	if (n < 0)
 		return;
 	c->ilen += (size_t)n;
-	if (conn_parse(c) == -1 || (c->ilen == sizeof(c->in)) || conn_flush(ep, fd, c) == -1)
+	if (conn_serve(ep, fd, c) == -1)
 		conn_close(ep, fd);
 }
 
@@ -336,13 +353,9 @@ main(int argc, char **argv)
 			if (c == NULL)
 				continue;
 			if (evs[i].events & EPOLLOUT) {
-				if (conn_flush(ep, fd, c) == -1) {
-					conn_close(ep, fd);
-					continue;
-				}
-				/* Requests parked behind a full output buffer. */
-				if (c->ilen > 0 &&
-				    (conn_parse(c) == -1 || conn_flush(ep, fd, c) == -1)) {
+				/* Flushes, then answers requests parked behind the full output. */
+				if (conn_flush(ep, fd, c) == -1 ||
+				    (!c->want_out && c->ilen > 0 && conn_serve(ep, fd, c) == -1)) {
 					conn_close(ep, fd);
 					continue;
 				}
