@@ -188,9 +188,10 @@ static const struct config_option config_options[] = {
 	{ IN_CONFIG("dns", "servfail_ttl", dns.servfail_ttl_s), .kind = CONFIG_KIND_INT,
 	  .def = "30", .min = 0, .max = 3600, .unit = "seconds",
 	  .doc = "How long a SERVFAIL or timeout is cached, so a dead zone is not hammered." },
-	{ IN_CONFIG("dns", "cache_size", dns.cache_size), .kind = CONFIG_KIND_INT, .def = "100000",
+	{ IN_CONFIG("dns", "cache_size", dns.cache_size), .kind = CONFIG_KIND_INT, .def = "10000",
 	  .min = 0, .max = 10000000, .unit = "entries",
-	  .doc = "DNS answers cached at most; 0 caches none." },
+	  .doc = "DNS answers cached at most; 0 caches none. The policy cache keeps each "
+	         "domain's TXT verdict itself, so this need not grow with the number of domains." },
 	{ IN_CONFIG("dns", "on_failure", dns.on_failure), .kind = CONFIG_KIND_ENUM,
 	  .def = "\"notfound\"", .values = config_dns_failures,
 	  .doc = "Answer when the TXT lookup fails and no policy is cached: notfound lets mail go "

@@ -416,6 +416,11 @@ conn_new(struct event_base *base, int fd, enum conn_proto proto, const char *pee
 	c->ev_close = event_new(base, -1, 0, conn_on_close, c);
 	if (c->ev_read == NULL || c->ev_write == NULL || c->ev_idle == NULL || c->ev_close == NULL)
 		fatalx("conn: cannot allocate events");
+	/* Postfix's requests come before DNS and HTTPS work (CONN_PRIORITY in conn.h). */
+	event_priority_set(c->ev_read, CONN_PRIORITY);
+	event_priority_set(c->ev_write, CONN_PRIORITY);
+	event_priority_set(c->ev_idle, CONN_PRIORITY);
+	event_priority_set(c->ev_close, CONN_PRIORITY);
 	conn_set_reading(c, true);
 	event_add(c->ev_idle, &c->idle);
 	return c;

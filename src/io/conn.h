@@ -6,6 +6,14 @@
 
 struct event_base;
 struct conn;
+
+/*
+ * libevent priority of every connection and listener event: the highest. A daemon that
+ * creates its base with two priorities and a dispatch limit on the lower one (see
+ * src/daemon/main.c) answers cached lookups between any two DNS or TLS callbacks, so a stream
+ * of new domains cannot stall them.
+ */
+#define CONN_PRIORITY 0
 struct conn_req;
 
 enum conn_proto {

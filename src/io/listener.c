@@ -21,6 +21,7 @@
 
 #include "base/log.h"
 #include "base/xmalloc.h"
+#include "io/conn.h"
 
 /* Accepts per readiness event, so one busy listener cannot starve the others. */
 #define LISTENER_ACCEPT_BATCH 32
@@ -100,6 +101,7 @@ listener_wrap(struct event_base *base, int fd, const char *name, listener_cb cb,
 	l->ev = event_new(base, fd, EV_READ | EV_PERSIST, listener_on_accept, l);
 	if (l->ev == NULL)
 		fatalx("listener: cannot allocate event");
+	event_priority_set(l->ev, CONN_PRIORITY);
 	return l;
 }
 

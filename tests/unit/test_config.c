@@ -73,7 +73,7 @@ check_defaults(const struct config *c)
 	assert_int_equal(c->dns.max_ttl_s, 3600);
 	assert_int_equal(c->dns.negative_ttl_s, 300);
 	assert_int_equal(c->dns.servfail_ttl_s, 30);
-	assert_int_equal(c->dns.cache_size, 100000);
+	assert_int_equal(c->dns.cache_size, 10000);
 	assert_int_equal(c->dns.on_failure, CONFIG_DNS_FAILURE_NOTFOUND);
 	assert_int_equal(c->fetch.timeout_ms, 10000);
 	assert_string_equal(c->fetch.ca_file, "");
