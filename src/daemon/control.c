@@ -372,6 +372,9 @@ show_entry(struct control *c, const struct engine_entry *e, bool json, struct st
 		               e->txt, e->txt_until, e->backoff_until,
 		               e->discovering ? "true" : "false");
 		json_cstr(sb, e->last_error);
+		strbuf_appends(sb, ", \"txt_record\": ");
+		json_cstr(sb, e->last_txt);
+		strbuf_appendf(sb, ", \"txt_seen_at\": %u", e->last_txt_at);
 		strbuf_appends(sb, ", \"last_fetch\": ");
 		if (f != NULL) {
 			strbuf_appendf(sb,
@@ -421,6 +424,10 @@ show_entry(struct control *c, const struct engine_entry *e, bool json, struct st
 	}
 	fmt_time(e->txt_until, t1, sizeof(t1));
 	strbuf_appendf(sb, "txt:          %s (reused until %s)\n", e->txt, t1);
+	if (e->last_txt != NULL) {
+		fmt_time(e->last_txt_at, t1, sizeof(t1));
+		strbuf_appendf(sb, "txt record:   \"%s\" (seen %s)\n", e->last_txt, t1);
+	}
 	fmt_time(e->backoff_until, t1, sizeof(t1));
 	strbuf_appendf(sb, "backoff:      %s\n",
 	               e->backoff_until > engine_now_wall(c->eng) ? t1 : "-");

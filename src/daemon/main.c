@@ -394,6 +394,41 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 	strbuf_appendf(sb, "\ncache:        memory, %zu entries\n", es.entries);
 }
 
+/* One figure of stats: JSON "section": {"name": value}, text "section:  name=value". */
+struct stat_row {
+	const char *section;
+	const char *name;
+	double value;
+	bool decimal; /* milliseconds with fractions */
+};
+
+static void
+stats_print(const struct stat_row *rows, size_t n, bool json, struct strbuf *sb)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool first = i == 0 || strcmp(rows[i].section, rows[i - 1].section) != 0;
+		bool last = i + 1 == n || strcmp(rows[i].section, rows[i + 1].section) != 0;
+		int prec = rows[i].decimal ? 3 : 0;
+
+		if (json) {
+			if (first)
+				strbuf_appendf(sb, "%s\"%s\": {", i == 0 ? "{" : " ",
+				               rows[i].section);
+			strbuf_appendf(sb, "%s\"%s\": ", first ? "" : ", ", rows[i].name);
+			strbuf_appendf(sb, "%.*f", prec, rows[i].value);
+			if (last)
+				strbuf_appends(sb, i + 1 == n ? "}}\n" : "},\n");
+		} else {
+			if (first)
+				strbuf_appendf(sb, "%-13s", rows[i].section);
+			strbuf_appendf(sb, " %s=", rows[i].name);
+			strbuf_appendf(sb, "%.*f", prec, rows[i].value);
+			if (last)
+				strbuf_appendc(sb, '\n');
+		}
+	}
+}
+
 static void
 hook_stats(void *arg, bool json, struct strbuf *sb)
 {
@@ -402,50 +437,52 @@ hook_stats(void *arg, bool json, struct strbuf *sb)
 	struct lookup_stats ls;
 	struct dns_stats ds;
 	struct server_stats ss;
-	double dns_avg, fetch_avg;
 
 	engine_get_stats(d->engine, &es);
 	lookup_get_stats(d->lookup, &ls);
 	dns_get_stats(d->dns, &ds);
 	server_get_stats(d->server, &ss);
-	dns_avg = ds.answers > 0 ? (double)ds.latency_us_total / (double)ds.answers / 1000.0 : 0;
-	fetch_avg =
-	        es.fetch_requests > 0 ? (double)es.fetch_ms_total / (double)es.fetch_requests : 0;
-	strbuf_appendf(
-	        sb,
-	        json ? "{\"lookups\": {\"secure\": %" PRIu64 ", \"notfound\": %" PRIu64
-	               ", \"temp\": %" PRIu64 ", \"perm\": %" PRIu64
-	               ", \"not_policy_domain\": %" PRIu64 "},\n"
-	               " \"cache\": {\"hits\": %" PRIu64 ", \"misses\": %" PRIu64
-	               ", \"deadline\": %" PRIu64 ", \"entries\": %zu, \"evictions\": %zu},\n"
-	               " \"discoveries\": {\"started\": %" PRIu64 ", \"in_flight\": %" PRIu64
-	               ", \"fetched\": %" PRIu64 ", \"unchanged\": %" PRIu64
-	               ", \"fail_dns\": %" PRIu64 ", \"fail_http\": %" PRIu64
-	               ", \"fail_tls\": %" PRIu64 ", \"fail_parse\": %" PRIu64 "},\n"
-	               " \"dns\": {\"queries\": %" PRIu64 ", \"cache_hits\": %" PRIu64
-	               ", \"latency_avg_ms\": %.3f, \"latency_max_ms\": %.3f},\n"
-	               " \"fetch\": {\"requests\": %" PRIu64
-	               ", \"latency_avg_ms\": %.1f, \"latency_max_ms\": %u},\n"
-	               " \"connections\": {\"open\": %zu, \"accepted\": %" PRIu64
-	               ", \"refused_total\": %" PRIu64 ", \"refused_per_ip\": %" PRIu64 "}}\n"
-	             : "lookups:      secure=%" PRIu64 " notfound=%" PRIu64 " temp=%" PRIu64
-	               " perm=%" PRIu64 " not_policy_domain=%" PRIu64 "\n"
-	               "cache:        hits=%" PRIu64 " misses=%" PRIu64 " deadline=%" PRIu64
-	               " entries=%zu evictions=%zu\n"
-	               "discoveries:  started=%" PRIu64 " in_flight=%" PRIu64 " fetched=%" PRIu64
-	               " unchanged=%" PRIu64 " fail_dns=%" PRIu64 " fail_http=%" PRIu64
-	               " fail_tls=%" PRIu64 " fail_parse=%" PRIu64 "\n"
-	               "dns:          queries=%" PRIu64 " cache_hits=%" PRIu64
-	               " latency_avg_ms=%.3f latency_max_ms=%.3f\n"
-	               "fetch:        requests=%" PRIu64 " latency_avg_ms=%.1f latency_max_ms=%u\n"
-	               "connections:  open=%zu accepted=%" PRIu64 " refused_total=%" PRIu64
-	               " refused_per_ip=%" PRIu64 "\n",
-	        ls.secure, ls.notfound, ls.temp, ls.perm, ls.not_policy_domain, es.cache_hits,
-	        es.cache_misses, es.deadline_hits, es.entries, es.evictions, es.discoveries,
-	        es.in_flight, es.fetch_ok, es.fetch_unchanged, es.fail_dns, es.fail_http,
-	        es.fail_tls, es.fail_parse, ds.queries_sent, ds.cache_hits, dns_avg,
-	        (double)ds.latency_us_max / 1000.0, es.fetch_requests, fetch_avg, es.fetch_ms_max,
-	        ss.connections, ss.accepted, ss.refused_total, ss.refused_per_ip);
+	const struct stat_row rows[] = {
+		{ "lookups", "secure", (double)ls.secure, false },
+		{ "lookups", "notfound", (double)ls.notfound, false },
+		{ "lookups", "temp", (double)ls.temp, false },
+		{ "lookups", "perm", (double)ls.perm, false },
+		{ "lookups", "not_policy_domain", (double)ls.not_policy_domain, false },
+		{ "cache", "hits", (double)es.cache_hits, false },
+		{ "cache", "misses", (double)es.cache_misses, false },
+		{ "cache", "deadline", (double)es.deadline_hits, false },
+		{ "cache", "entries", (double)es.entries, false },
+		{ "cache", "evictions", (double)es.evictions, false },
+		{ "discoveries", "started", (double)es.discoveries, false },
+		{ "discoveries", "in_flight", (double)es.in_flight, false },
+		{ "discoveries", "fetched", (double)es.fetch_ok, false },
+		{ "discoveries", "unchanged", (double)es.fetch_unchanged, false },
+		{ "discoveries", "fail_dns", (double)es.fail_dns, false },
+		{ "discoveries", "fail_http", (double)es.fail_http, false },
+		{ "discoveries", "fail_http_3xx", (double)es.fail_http_class[3], false },
+		{ "discoveries", "fail_http_4xx", (double)es.fail_http_class[4], false },
+		{ "discoveries", "fail_http_5xx", (double)es.fail_http_class[5], false },
+		{ "discoveries", "fail_tls", (double)es.fail_tls, false },
+		{ "discoveries", "fail_parse", (double)es.fail_parse, false },
+		{ "dns", "queries", (double)ds.queries_sent, false },
+		{ "dns", "cache_hits", (double)ds.cache_hits, false },
+		{ "dns", "latency_avg_ms",
+		  ds.answers > 0 ? (double)ds.latency_us_total / (double)ds.answers / 1000.0 : 0,
+		  true },
+		{ "dns", "latency_max_ms", (double)ds.latency_us_max / 1000.0, true },
+		{ "fetch", "requests", (double)es.fetch_requests, false },
+		{ "fetch", "latency_avg_ms",
+		  es.fetch_requests > 0 ? (double)es.fetch_ms_total / (double)es.fetch_requests : 0,
+		  true },
+		{ "fetch", "latency_max_ms", (double)es.fetch_ms_max, true },
+		{ "connections", "open", (double)ss.connections, false },
+		{ "connections", "accepted", (double)ss.accepted, false },
+		{ "limits", "max_connections", (double)ss.refused_total, false },
+		{ "limits", "max_connections_per_ip", (double)ss.refused_per_ip, false },
+		{ "limits", "cache_full", (double)es.limit_cache_full, false },
+	};
+
+	stats_print(rows, sizeof(rows) / sizeof(rows[0]), json, sb);
 }
 
 /* Parse and validate everything, bind new listeners, then swap; any failure keeps the old. */

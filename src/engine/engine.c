@@ -69,7 +69,9 @@ struct discovery {
 
 struct fetch_note_slot {
 	char domain[DOMAIN_NAME_MAX + 1];
-	struct engine_fetch_note note;
+	struct engine_fetch_note note; /* at == 0 until the first fetch */
+	uint32_t txt_at;
+	char txt[256]; /* the STS TXT record last seen, cut to fit */
 };
 
 struct engine {
@@ -248,31 +250,39 @@ disc_on_deadline(evutil_socket_t fd, short what, void *arg)
 	disc_wake(d, cache_get(eng->cache, d->domain), engine_now(eng));
 }
 
-static struct engine_fetch_note *
-engine_note_slot(struct engine *eng, const char *domain)
-{
-	struct fetch_note_slot *slot = NULL;
-
-	for (size_t i = 0; i < FETCH_NOTES_MAX; i++)
-		if (strcmp(eng->notes[i].domain, domain) == 0)
-			slot = &eng->notes[i];
-	if (slot == NULL) {
-		slot = &eng->notes[eng->notes_next];
-		eng->notes_next = (eng->notes_next + 1) % FETCH_NOTES_MAX;
-		snprintf(slot->domain, sizeof(slot->domain), "%s", domain);
-	}
-	memset(&slot->note, 0, sizeof(slot->note));
-	slot->note.at = engine_now(eng);
-	return &slot->note;
-}
-
-static const struct engine_fetch_note *
+static struct fetch_note_slot *
 engine_note_find(const struct engine *eng, const char *domain)
 {
 	for (size_t i = 0; i < FETCH_NOTES_MAX; i++)
 		if (strcmp(eng->notes[i].domain, domain) == 0)
-			return &eng->notes[i].note;
+			return &eng->notes[i];
 	return NULL;
+}
+
+/* Finds or takes over the oldest slot for domain. */
+static struct fetch_note_slot *
+engine_note_get(struct engine *eng, const char *domain)
+{
+	struct fetch_note_slot *slot = engine_note_find(eng, domain);
+
+	if (slot == NULL) {
+		slot = &eng->notes[eng->notes_next];
+		eng->notes_next = (eng->notes_next + 1) % FETCH_NOTES_MAX;
+		memset(slot, 0, sizeof(*slot));
+		snprintf(slot->domain, sizeof(slot->domain), "%s", domain);
+	}
+	return slot;
+}
+
+/* A fresh fetch record for domain, stamped now. */
+static struct engine_fetch_note *
+engine_note_fetch(struct engine *eng, const char *domain)
+{
+	struct fetch_note_slot *slot = engine_note_get(eng, domain);
+
+	memset(&slot->note, 0, sizeof(slot->note));
+	slot->note.at = engine_now(eng);
+	return &slot->note;
 }
 
 /* A failed fetch for (domain, d->id): back off, keep any cached policy (FETCH-5, -7, -8). */
@@ -289,11 +299,11 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 		[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
 	};
 
-	struct engine_fetch_note *note =
-	        (struct engine_fetch_note *)engine_note_find(eng, d->domain);
+	/* A failed fetch keeps what the response said; an earlier failure starts a record. */
+	struct engine_fetch_note *note = d->state == DISC_FETCH
+	                                         ? &engine_note_get(eng, d->domain)->note
+	                                         : engine_note_fetch(eng, d->domain);
 
-	if (note == NULL || d->state != DISC_FETCH)
-		note = engine_note_slot(eng, d->domain);
 	snprintf(note->result, sizeof(note->result), "%s: %s: %s", kind, rpt[failure], detail);
 	e->backoff_until = now + eng->opts.backoff;
 	e->backoff_id_hash = cache_id_hash(d->id);
@@ -330,7 +340,7 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	if (res->elapsed_ms > eng->stats.fetch_ms_max)
 		eng->stats.fetch_ms_max = res->elapsed_ms;
 	/* Filled now; disc_fail() overwrites result with the failure. */
-	struct engine_fetch_note *note = engine_note_slot(eng, d->domain);
+	struct engine_fetch_note *note = engine_note_fetch(eng, d->domain);
 
 	note->http_status = res->http_status;
 	note->elapsed_ms = res->elapsed_ms;
@@ -357,6 +367,8 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	}
 	if (res->http_status != 200) {
 		eng->stats.fail_http++;
+		if (res->http_status >= 100 && res->http_status < 600)
+			eng->stats.fail_http_class[res->http_status / 100]++;
 		snprintf(detail, sizeof(detail), "HTTP status %ld (only 200 is valid)",
 		         res->http_status);
 		disc_fail(d, ANSWER_FAILURE_FETCH, "http", detail);
@@ -425,6 +437,34 @@ disc_start_fetch(struct discovery *d)
 	d->dq = dns_lookup(d->eng->dns, d->host, DNS_TYPE_ADDR, disc_on_addr, d);
 }
 
+/* Remembers the STS record(s) seen, joined as DNS strings are (TXT-8), for show. */
+static void
+engine_note_txt(struct engine *eng, const char *domain, const struct txt_chunk *chunks, size_t n,
+                uint32_t now)
+{
+	struct fetch_note_slot *slot = engine_note_get(eng, domain);
+	size_t off = 0;
+
+	for (size_t i = 0; i < n && off + 1 < sizeof(slot->txt); i++) {
+		size_t k = chunks[i].len;
+
+		if (chunks[i].record_start && i > 0 && off + 3 < sizeof(slot->txt)) {
+			memcpy(slot->txt + off, " | ", 3);
+			off += 3;
+		}
+		if (k > sizeof(slot->txt) - 1 - off)
+			k = sizeof(slot->txt) - 1 - off;
+		for (size_t j = 0; j < k; j++) {
+			unsigned char c = chunks[i].data[j];
+
+			/* Shown to people and in JSON: printable ASCII only. */
+			slot->txt[off++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+		}
+	}
+	slot->txt[off] = '\0';
+	slot->txt_at = now;
+}
+
 /* Applies a TXT answer to the entry; returns true when a fetch must follow. */
 static bool
 disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_result *res,
@@ -470,6 +510,9 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 	e->txt_until = now + min_u32(res->ttl, eng->opts.recheck_interval);
 	d->txt_ttl = e->txt_until - now;
 	enum txt_result tr = txt_select(chunks, n, &rec, &reason);
+
+	if (tr != TXT_NONE)
+		engine_note_txt(eng, d->domain, chunks, n, now);
 
 	if (chunks != stack)
 		free(chunks);
@@ -614,6 +657,7 @@ engine_lookup(struct engine *eng, const char *domain, struct engine_answer *ans,
 	} else {
 		e = cache_insert_empty(eng->cache, domain, now);
 		if (e == NULL) {
+			eng->stats.limit_cache_full++;
 			memset(ans, 0, sizeof(*ans));
 			ans->result = ENGINE_TEMP;
 			ans->domain = domain;
@@ -688,7 +732,13 @@ engine_view(struct engine *eng, struct cache_entry *e, uint32_t now, struct engi
 	v->last_used = e->last_used;
 	v->last_error = failure_names[e->failure];
 	v->discovering = e->disc != NULL;
-	v->last_fetch = engine_note_find(eng, e->domain);
+	const struct fetch_note_slot *slot = engine_note_find(eng, e->domain);
+
+	if (slot != NULL) {
+		v->last_fetch = slot->note.at != 0 ? &slot->note : NULL;
+		v->last_txt = slot->txt_at != 0 ? slot->txt : NULL;
+		v->last_txt_at = slot->txt_at;
+	}
 	engine_answer_from(eng, e, now, false, &v->answer);
 }
 

@@ -70,6 +70,8 @@ struct engine_stats {
 	uint64_t fetch_unchanged; /* TXT id unchanged: no fetch needed */
 	uint64_t fail_dns;
 	uint64_t fail_http;
+	uint64_t fail_http_class[6]; /* non-200 responses by status / 100 (1xx..5xx) */
+	uint64_t limit_cache_full;   /* lookups answered TEMP: cache full of discoveries */
 	uint64_t fail_tls;
 	uint64_t fail_parse;
 	uint64_t in_flight;
@@ -111,7 +113,9 @@ struct engine_entry {
 	const char *last_error; /* RFC 8460 result type of the last failed fetch, or "" */
 	bool discovering;
 	const struct engine_fetch_note *last_fetch; /* NULL when not remembered */
-	struct engine_answer answer;                /* what a lookup gets now */
+	const char *last_txt;                       /* STS TXT record(s) last seen, or NULL */
+	uint32_t last_txt_at;
+	struct engine_answer answer; /* what a lookup gets now */
 };
 
 uint32_t engine_now_wall(const struct engine *eng);

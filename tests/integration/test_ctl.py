@@ -96,6 +96,9 @@ def _(ctx):
     assert j["lookups"]["secure"] >= 2 and j["lookups"]["notfound"] >= 1, j
     assert j["discoveries"]["fetched"] >= 3, j
     assert j["fetch"]["requests"] >= 3 and j["connections"]["accepted"] >= 3, j
+    assert j["limits"] == {"max_connections": 0, "max_connections_per_ip": 0,
+                           "cache_full": 0}, j
+    assert j["discoveries"]["fail_http_4xx"] == 0, j
 
 
 @T("list: every cached policy; --mode and --expiring filter")
@@ -118,6 +121,7 @@ def _(ctx):
     assert j["domain"] == "a.test"
     assert j["policy"]["text"] == "version: STSv1\nmode: enforce\nmx: mx1.a.test\nmax_age: 86400\n"
     assert j["txt"]["state"] == "match"
+    assert j["txt_record"] == "v=STSv1; id=1;" and j["txt_seen_at"] > 0, j
     f = j["last_fetch"]
     assert f["http_status"] == 200 and f["content_type"] == "text/plain", f
     assert "mta-sts.a.test" in f["cert_subject"] and f["cert_issuer"] and f["cert_not_after"], f
