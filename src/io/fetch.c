@@ -94,6 +94,7 @@ struct fetch {
 	struct fetch_sock_list socks;
 
 	char *ca_file;
+	X509_STORE *store; /* trust anchors, loaded once; NULL if loading failed */
 	char *user_agent;
 	unsigned timeout_ms;
 	size_t body_max;
@@ -383,6 +384,12 @@ fetch_on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
 	struct fetch_req *req = arg;
 	SSL_CTX *ctx = sslctx;
 	X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+
+	/* The store built once in fetch_new(): curl would re-read the CA file for every
+	 * connection, which for the system bundle costs ~20 ms of CPU per fetch. */
+	if (req->f->store == NULL)
+		return CURLE_SSL_CACERT_BADFILE;
+	SSL_CTX_set1_cert_store(ctx, req->f->store);
 
 	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
 	                                               X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -711,9 +718,10 @@ fetch_req_build(struct fetch_req *req, unsigned port, const char *path, const ch
 	/* Fails unless libcurl uses OpenSSL; fetching with weaker name checks is not an option. */
 	if (curl_easy_setopt(req->easy, CURLOPT_SSL_CTX_FUNCTION, fetch_on_ssl_ctx) != CURLE_OK)
 		why = "libcurl is not built with OpenSSL";
-	else if (f->ca_file != NULL &&
-	         curl_easy_setopt(req->easy, CURLOPT_CAINFO, f->ca_file) != CURLE_OK)
-		why = "cannot set CA file";
+	/* No CA file or path for curl: the callback supplies the store (fetch_on_ssl_ctx). */
+	else if (curl_easy_setopt(req->easy, CURLOPT_CAINFO, NULL) != CURLE_OK ||
+	         curl_easy_setopt(req->easy, CURLOPT_CAPATH, NULL) != CURLE_OK)
+		why = "cannot clear curl's CA locations";
 	return why;
 }
 
@@ -757,6 +765,27 @@ fetch_cancel(struct fetch_req *req)
 
 /* ---- the module ---- */
 
+/* Loads the trust anchors once; NULL (and every fetch fails closed) if that fails. */
+static X509_STORE *
+fetch_load_store(const char *ca_file)
+{
+	X509_STORE *store = X509_STORE_new();
+	int ok;
+
+	if (store == NULL)
+		fatalx("fetch: cannot allocate a certificate store");
+	ok = ca_file != NULL ? X509_STORE_load_file(store, ca_file)
+	                     : X509_STORE_set_default_paths(store);
+	if (ok != 1) {
+		log_warnx("fetch: cannot load trust anchors from %s; every policy fetch will fail "
+		          "until this is fixed",
+		          ca_file != NULL ? ca_file : "the system's default CA locations");
+		X509_STORE_free(store);
+		return NULL;
+	}
+	return store;
+}
+
 struct fetch *
 fetch_new(struct event_base *base, const struct fetch_opts *opts)
 {
@@ -767,6 +796,7 @@ fetch_new(struct event_base *base, const struct fetch_opts *opts)
 	f = xcalloc(1, sizeof(*f));
 	f->base = base;
 	f->ca_file = opts->ca_file != NULL ? xstrdup(opts->ca_file) : NULL;
+	f->store = fetch_load_store(f->ca_file);
 	f->user_agent = xstrdup(opts->user_agent != NULL ? opts->user_agent : FETCH_DEFAULT_AGENT);
 	f->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : FETCH_DEFAULT_TIMEOUT_MS;
 	f->body_max = opts->body_max;
@@ -810,6 +840,7 @@ fetch_destroy(struct fetch *f)
 		fetch_sock_free(fs);
 	event_free(f->timer);
 	free(f->ca_file);
+	X509_STORE_free(f->store);
 	free(f->user_agent);
 	free(f);
 	curl_global_cleanup();
