@@ -105,6 +105,26 @@ def proc_rss(pid):
     return 0
 
 
+EPOLL_SYSCALLS = {"232", "281", "441"}  # x86_64 epoll_wait, epoll_pwait, epoll_pwait2
+
+
+def wait_in_epoll(pid, limit):
+    """True once pid has been seen blocked in epoll_wait three times in a row (within limit s)."""
+    deadline = time.monotonic() + limit
+    seen = 0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                nr = f.read().split(" ", 1)[0].strip()
+        except OSError:
+            return False
+        seen = seen + 1 if nr in EPOLL_SYSCALLS else 0
+        if seen >= 3:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def child_pids(pid):
     out = []
     try:
@@ -419,14 +439,15 @@ class Sites:
 # the benchmark
 # ================================================================================================
 
-def daemon_conf(workdir, w, port, dns_cache_size):
+def daemon_conf(workdir, w, port, dns_cache_size=None):
+    """The bench configuration; dns.cache_size None keeps the shipped default."""
+    cache = "" if dns_cache_size is None else f" cache_size = {dns_cache_size};"
     return f"""# mtastsd.conf written by tests/bench/bench.py
 daemon: {{ log_level = "warn"; state_dir = "{workdir}"; runtime_dir = "{workdir}"; }};
 listen = ( {{ protocol = "socketmap"; address = "127.0.0.1:{port}"; }} );
 maps = ( {{ name = "{MAP}"; }} );
 limits: {{ max_connections = 4096; max_connections_per_ip = 4096; }};
-dns: {{ servers = ["{w.dns_server}"]; max_ttl = {TTL}; negative_ttl = {TTL};
-        cache_size = {dns_cache_size}; }};
+dns: {{ servers = ["{w.dns_server}"]; max_ttl = {TTL}; negative_ttl = {TTL};{cache} }};
 fetch: {{ ca_file = "{w.ca_file}"; max_parallel = 64; }};
 cache: {{ max_entries = 1000000; recheck_interval = {TTL}; }};
 """
@@ -503,10 +524,18 @@ class Bench:
         tools = build_tools(a, self.workdir / "bin")
         self.load = Load(tools["load"])
         self.fixed = tools["fixed_socketmap"]
-        self.daemon_bin = a.daemon or os.environ.get("MTASTSD") or \
+        src = a.daemon or os.environ.get("MTASTSD") or \
             (str(Path.cwd() / "mtastsd") if (Path.cwd() / "mtastsd").is_file() else W.default_daemon_binary())
+        # A private copy: a rebuild during the run must not change the daemon between scenarios.
+        (self.workdir / "bin").mkdir(exist_ok=True)
+        self.daemon_bin = str(self.workdir / "bin" / "mtastsd-under-test")
+        shutil.copy2(src, self.daemon_bin)
+        digest = hashlib.sha256(Path(self.daemon_bin).read_bytes()).hexdigest()[:16]
         p = subprocess.run([self.daemon_bin, "-V"], capture_output=True, text=True, timeout=10)
-        self.results["daemon"] = {"binary": self.daemon_bin, "version": (p.stdout + p.stderr).strip()}
+        self.results["daemon"] = {"binary": src, "sha256": digest,
+                                  "mtime": time.strftime("%Y-%m-%d %H:%M:%S",
+                                                         time.localtime(os.path.getmtime(src))),
+                                  "version": (p.stdout + p.stderr).strip()}
         self.results["tools"] = tools
 
         self.w = W.World(self.workdir / "world")
@@ -531,7 +560,7 @@ class Bench:
         self.results["setup"] = {"policy_domains": self.sites.count,
                                  "cert_groups": len(self.sites.groups)}
 
-    def start_daemon(self, name, dns_cache_size=1000000):
+    def start_daemon(self, name, dns_cache_size=None):
         conf = daemon_conf(self.workdir, self.w, DAEMON_PORT, dns_cache_size)
         cmd = ["taskset", "-c", str(self.cpu_daemon), self.daemon_bin, "-f", "-c", "{config}"]
         d = self.w.daemon(conf, cmd=cmd, listen=("127.0.0.1", DAEMON_PORT), name=name)
@@ -551,8 +580,15 @@ class Bench:
         if self.gdb is None:
             return None
         for _ in range(3):
+            # Calling malloc_stats() while the daemon is stopped inside malloc (malloc_trim after
+            # a burst, say) would deadlock on the arena lock: attach only while it sits in
+            # epoll_wait.
+            if not wait_in_epoll(d.pid, 15.0):
+                log("daemon never idle in epoll_wait; no malloc_stats")
+                return None
             before = os.path.getsize(d.log_path)
-            p = subprocess.run([self.gdb, "-p", str(d.pid), "-batch", "-ex", "call (void)malloc_stats()"],
+            p = subprocess.run([self.gdb, "-batch", "-ex", "call (void)malloc_stats()",
+                                self.daemon_bin, str(d.pid)],
                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
             time.sleep(0.2)
             with open(d.log_path, "rb") as f:
@@ -716,7 +752,7 @@ class Bench:
             if heap0 and heap1:
                 res["heap_system_per_policy"] = (heap1[0] - heap0[0]) / count
                 res["heap_in_use_per_policy"] = (heap1[1] - heap0[1]) / count
-            log(f"memory ({name}, dns.cache_size={dns_cache_size}): RSS {base / 2**20:.1f} -> "
+            log(f"memory ({name}, dns.cache_size={dns_cache_size or 'default'}): RSS {base / 2**20:.1f} -> "
                 f"{full / 2**20:.1f} MiB with {count} policies: {res['bytes_per_policy']:.0f} B/policy "
                 f"({res['bytes_per_policy_second_half']:.0f} in the second half)"
                 + (f" (heap in use {res['heap_in_use_per_policy']:.0f} B/policy)" if heap1 else "")
@@ -726,10 +762,11 @@ class Bench:
             d.stop()
 
     def scenario_memory(self):
-        out = {"config": self.memory_run("mtastsd-mem", 1000000, "mem", self.p["mem"])}
+        out = {"config": self.memory_run("mtastsd-mem", None, "mem", self.p["mem"])}
         if self.p["mem0"] > 0:
             out["dns_cache_0"] = self.memory_run("mtastsd-mem-nodns", 0, "mem0", self.p["mem0"])
-        for key, what in (("config", "bench config"), ("dns_cache_0", "dns.cache_size=0")):
+        for key, what in (("config", "bench config, shipped dns.cache_size"),
+                          ("dns_cache_0", "dns.cache_size=0")):
             if key in out:
                 per = out[key]["bytes_per_policy"]
                 self.checks.append((f"memory <= {TARGETS['mem_bytes']} B RSS per cached policy ({what})",
@@ -792,7 +829,7 @@ class Bench:
                 if "heap_in_use_per_policy" in m:
                     heap = (f"; malloc heap +{m['heap_system_per_policy']:.0f} B/policy, of which in use "
                             f"+{m['heap_in_use_per_policy']:.0f} B/policy")
-                lines.append(f"memory (dns.cache_size={m['dns_cache_size']}): RSS {m['rss_start'] / 2**20:.1f} "
+                lines.append(f"memory (dns.cache_size={m['dns_cache_size'] if m['dns_cache_size'] is not None else 'default'}): RSS {m['rss_start'] / 2**20:.1f} "
                              f"MiB at start, {m['rss_base'] / 2**20:.1f} MiB after {self.p['mem_warm']} "
                              f"warm-up domains, {m['rss_full'] / 2**20:.1f} MiB with {m['policies']} more "
                              f"policies = {m['bytes_per_policy']:.0f} B RSS/policy "
@@ -866,7 +903,8 @@ class Bench:
               f"(+{p['warmup']:g} s warm-up each; daemon and ceiling alternate in "
               f"{max(1, round(p['duration'] / p['slice']))} slices); daemon/ceiling on CPU "
               f"{self.cpu_daemon}, load generator and test servers on CPU {self.cpu_load}")
-        print(f"daemon: {self.results['daemon']['version']} ({self.daemon_bin}); load average "
+        dm = self.results["daemon"]
+        print(f"daemon: {dm['version']} ({dm['binary']}, built {dm['mtime']}, sha256 {dm['sha256']}); load average "
               f"{' '.join(self.results['env']['loadavg_start'])} at start, "
               f"{' '.join(self.results['env']['loadavg_end'])} at end; took {self.results['elapsed_s']:.0f} s")
         print("columns: us/req = server CPU (utime+stime) per request; srv = server CPU / wall time; "
