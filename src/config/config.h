@@ -118,7 +118,7 @@ struct config_cache {
 struct config_control {
 	const char *socket; /* "" = no control channel; else absolute */
 	mode_t mode;
-	const char *group;  /* "" = the daemon's group */
+	const char *group; /* "" = the daemon's group */
 	unsigned max_clients;
 };
 
