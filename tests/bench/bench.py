@@ -752,7 +752,7 @@ class Bench:
             if heap0 and heap1:
                 res["heap_system_per_policy"] = (heap1[0] - heap0[0]) / count
                 res["heap_in_use_per_policy"] = (heap1[1] - heap0[1]) / count
-            log(f"memory ({name}, dns.cache_size={dns_cache_size or 'default'}): RSS {base / 2**20:.1f} -> "
+            log(f"memory ({name}, dns.cache_size={'default' if dns_cache_size is None else dns_cache_size}): RSS {base / 2**20:.1f} -> "
                 f"{full / 2**20:.1f} MiB with {count} policies: {res['bytes_per_policy']:.0f} B/policy "
                 f"({res['bytes_per_policy_second_half']:.0f} in the second half)"
                 + (f" (heap in use {res['heap_in_use_per_policy']:.0f} B/policy)" if heap1 else "")
