@@ -24,6 +24,7 @@
 #include "daemon/lookup.h"
 #include "engine/engine.h"
 #include "io/listener.h"
+#include "proto/socketmap.h"
 #include "sts/answer.h"
 #include "sts/domain.h"
 
@@ -152,30 +153,21 @@ fmt_mx_json(struct strbuf *sb, const struct policy *p)
 static void
 fmt_answer(struct control *c, const struct engine_entry *e, size_t i, struct strbuf *out)
 {
-	const struct lookup_map *m = lookup_map_at(c->lk, i);
 	struct strbuf r;
-	enum answer_kind kind;
+	const char *reason = NULL;
 
-	strbuf_init(&r, 100000);
-	switch (e->answer.result) {
-	case ENGINE_TEMP:
-		strbuf_appendf(out, "TEMP %s", e->answer.reason);
-		strbuf_release(&r);
-		return;
-	case ENGINE_POLICY:
-		kind = answer_render(e->answer.policy, e->domain, e->answer.text,
-		                     e->answer.text_len, &m->opts, &r);
+	strbuf_init(&r, SOCKETMAP_REPLY_MAX - 3);
+	switch (lookup_reply_of(&e->answer, &lookup_map_at(c->lk, i)->opts, &r, &reason)) {
+	case CONN_REPLY_OK:
+		strbuf_appendf(out, "OK %s", r.data);
+		break;
+	case CONN_REPLY_TEMP:
+		strbuf_appendf(out, "TEMP %s", reason);
 		break;
 	default:
-		kind = answer_render_none(e->domain, e->answer.failure, &m->opts, &r);
+		strbuf_appends(out, "NOTFOUND ");
 		break;
 	}
-	if (kind == ANSWER_OK)
-		strbuf_appendf(out, "OK %s", r.data);
-	else if (kind == ANSWER_TOO_LONG)
-		strbuf_appends(out, "TEMP policy too long for a Postfix reply");
-	else
-		strbuf_appends(out, "NOTFOUND ");
 	strbuf_release(&r);
 }
 

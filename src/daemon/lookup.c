@@ -107,47 +107,60 @@ lookup_find_map(const struct lookup *lk, const char *name, size_t len)
 	return NULL;
 }
 
-static void
-lookup_answer(struct lookup *lk, struct conn_req *req, const struct answer_opts *opts,
-              const struct engine_answer *ans)
+enum conn_reply
+lookup_reply_of(const struct engine_answer *ans, const struct answer_opts *opts, struct strbuf *out,
+                const char **reason)
 {
 	enum answer_kind kind;
 
 	switch (ans->result) {
 	case ENGINE_TEMP:
-		lk->stats.temp++;
-		conn_reply(req, CONN_REPLY_TEMP, ans->reason, strlen(ans->reason));
-		return;
+		*reason = ans->reason;
+		return CONN_REPLY_TEMP;
 	case ENGINE_POLICY:
-		kind = answer_render(ans->policy, ans->domain, ans->text, ans->text_len, opts,
-		                     &lk->out);
+		kind = answer_render(ans->policy, ans->domain, ans->text, ans->text_len, opts, out);
 		break;
 	case ENGINE_NONE:
 	default:
-		kind = answer_render_none(ans->domain, ans->failure, opts, &lk->out);
+		kind = answer_render_none(ans->domain, ans->failure, opts, out);
 		break;
 	}
 	if (kind == ANSWER_TOO_LONG) {
-		static const char msg[] = "policy too long for a Postfix reply";
-
 		/* NOTFOUND would silently drop an enforce policy; TEMP keeps mail waiting. */
-		lk->stats.temp++;
-		log_warnx("lookup domain=%s result=temp reason=\"%s\" mx_patterns=%u", ans->domain,
-		          msg, ans->policy->nmx);
-		conn_reply(req, CONN_REPLY_TEMP, msg, sizeof(msg) - 1);
-		return;
+		*reason = "policy too long for a Postfix reply";
+		return CONN_REPLY_TEMP;
 	}
-	if (kind == ANSWER_OK) {
+	return kind == ANSWER_OK ? CONN_REPLY_OK : CONN_REPLY_NOTFOUND;
+}
+
+static void
+lookup_answer(struct lookup *lk, struct conn_req *req, const struct answer_opts *opts,
+              const struct engine_answer *ans)
+{
+	const char *reason = NULL;
+
+	switch (lookup_reply_of(ans, opts, &lk->out, &reason)) {
+	case CONN_REPLY_TEMP:
+		lk->stats.temp++;
+		if (ans->result == ENGINE_POLICY)
+			log_warnx("lookup domain=%s result=temp reason=\"%s\" mx_patterns=%u",
+			          ans->domain, reason, ans->policy->nmx);
+		conn_reply(req, CONN_REPLY_TEMP, reason, strlen(reason));
+		return;
+	case CONN_REPLY_OK:
 		lk->stats.secure++;
 		conn_reply(req, CONN_REPLY_OK, lk->out.data, lk->out.len);
-	} else {
+		if (log_debug_enabled())
+			log_debug("lookup domain=%s result=ok answer=\"%s\"", ans->domain,
+			          lk->out.data);
+		return;
+	default:
 		lk->stats.notfound++;
 		conn_reply(req, CONN_REPLY_NOTFOUND, NULL, 0);
+		if (log_debug_enabled())
+			log_debug("lookup domain=%s result=notfound", ans->domain);
+		return;
 	}
-	if (log_debug_enabled())
-		log_debug("lookup domain=%s result=%s answer=\"%s\"", ans->domain,
-		          kind == ANSWER_OK ? "ok" : "notfound",
-		          kind == ANSWER_OK ? lk->out.data : "");
 }
 
 static void

@@ -338,16 +338,21 @@ control_opts_equal(const struct config *a, const struct config *b)
 
 /* ---- control hooks ---- */
 
+struct listener_fmt {
+	struct strbuf *sb;
+	bool json;
+	size_t n; /* listeners written so far, for JSON commas */
+};
+
 static void
 hook_listener(void *arg, const char *name, enum conn_proto proto, const char *map)
 {
-	struct strbuf *sb = ((void **)arg)[0];
-	bool json = *(bool *)((void **)arg)[1];
-	size_t *n = ((void **)arg)[2];
+	struct listener_fmt *lf = arg;
+	struct strbuf *sb = lf->sb;
 	const char *p = proto == CONN_SOCKETMAP ? "socketmap" : "tcp_table";
 
-	if (json) {
-		strbuf_appends(sb, (*n)++ > 0 ? ", {\"address\": " : "{\"address\": ");
+	if (lf->json) {
+		strbuf_appends(sb, lf->n++ > 0 ? ", {\"address\": " : "{\"address\": ");
 		json_cstr(sb, name);
 		strbuf_appendf(sb, ", \"protocol\": \"%s\", \"map\": ", p);
 		json_cstr(sb, map != NULL ? map : "");
@@ -363,8 +368,7 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 {
 	struct daemon *d = arg;
 	struct engine_stats es;
-	size_t n = 0;
-	void *ctx[3] = { sb, &json, &n };
+	struct listener_fmt lf = { sb, json, 0 };
 	long uptime = (long)(time(NULL) - d->started);
 
 	engine_get_stats(d->engine, &es);
@@ -374,7 +378,7 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 		               PACKAGE_VERSION, (long)getpid(), uptime);
 		json_cstr(sb, d->cfg->path);
 		strbuf_appends(sb, ", \"listeners\": [");
-		server_foreach_listener(d->server, hook_listener, ctx);
+		server_foreach_listener(d->server, hook_listener, &lf);
 		strbuf_appends(sb, "], \"maps\": [");
 		for (size_t i = 0; i < d->cfg->nmaps; i++) {
 			strbuf_appends(sb, i > 0 ? ", " : "");
@@ -387,7 +391,7 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 	strbuf_appendf(sb, "version:      mtastsd %s\npid:          %ld\nuptime:       %ld s\n",
 	               PACKAGE_VERSION, (long)getpid(), uptime);
 	strbuf_appendf(sb, "config:       %s\n", d->cfg->path);
-	server_foreach_listener(d->server, hook_listener, ctx);
+	server_foreach_listener(d->server, hook_listener, &lf);
 	strbuf_appends(sb, "maps:        ");
 	for (size_t i = 0; i < d->cfg->nmaps; i++)
 		strbuf_appendf(sb, " %s", d->cfg->maps[i].name);

@@ -37,6 +37,14 @@ static const char *const disc_state_names[] = {
 	[DISC_FETCH] = "fetch",
 };
 
+/* RFC 8460 result types, for logs and show; NONE has none. */
+static const char *const failure_names[] = {
+	[ANSWER_FAILURE_NONE] = "",
+	[ANSWER_FAILURE_FETCH] = "sts-policy-fetch-error",
+	[ANSWER_FAILURE_INVALID] = "sts-policy-invalid",
+	[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
+};
+
 struct engine_wait {
 	struct discovery *disc;
 	struct engine_wait *prev;
@@ -292,19 +300,14 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 	struct engine *eng = d->eng;
 	struct cache_entry *e = cache_get(eng->cache, d->domain);
 	uint32_t now = engine_now(eng);
-	static const char *const rpt[] = {
-		[ANSWER_FAILURE_NONE] = "none",
-		[ANSWER_FAILURE_FETCH] = "sts-policy-fetch-error",
-		[ANSWER_FAILURE_INVALID] = "sts-policy-invalid",
-		[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
-	};
 
 	/* A failed fetch keeps what the response said; an earlier failure starts a record. */
 	struct engine_fetch_note *note = d->state == DISC_FETCH
 	                                         ? &engine_note_get(eng, d->domain)->note
 	                                         : engine_note_fetch(eng, d->domain);
 
-	snprintf(note->result, sizeof(note->result), "%s: %s: %s", kind, rpt[failure], detail);
+	snprintf(note->result, sizeof(note->result), "%s: %s: %s", kind, failure_names[failure],
+	         detail);
 	e->backoff_until = now + eng->opts.backoff;
 	e->backoff_id_hash = cache_id_hash(d->id);
 	e->failure = (uint8_t)failure;
@@ -313,12 +316,13 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 	if (cache_entry_valid(e, now))
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
 		          "cached_id=%s cached_mode=%s kept=yes backoff=%u",
-		          d->domain, d->id, kind, rpt[failure], detail, e->id,
+		          d->domain, d->id, kind, failure_names[failure], detail, e->id,
 		          policy_mode_str(e->policy->mode), eng->opts.backoff);
 	else
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
 		          "cached=none backoff=%u",
-		          d->domain, d->id, kind, rpt[failure], detail, eng->opts.backoff);
+		          d->domain, d->id, kind, failure_names[failure], detail,
+		          eng->opts.backoff);
 	disc_finish(d);
 }
 
@@ -704,13 +708,6 @@ static const char *const cache_txt_names[] = {
 	[CACHE_TXT_CHANGED] = "changed", [CACHE_TXT_NONE] = "none",
 	[CACHE_TXT_INVALID] = "invalid", [CACHE_TXT_MULTIPLE] = "multiple",
 	[CACHE_TXT_DNSFAIL] = "dnsfail",
-};
-
-static const char *const failure_names[] = {
-	[ANSWER_FAILURE_NONE] = "",
-	[ANSWER_FAILURE_FETCH] = "sts-policy-fetch-error",
-	[ANSWER_FAILURE_INVALID] = "sts-policy-invalid",
-	[ANSWER_FAILURE_WEBPKI] = "sts-webpki-invalid",
 };
 
 static void
