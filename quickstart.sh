@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 DEPS=(
 	build-essential autoconf automake autoconf-archive libtool pkg-config
 	libevent-dev libc-ares-dev libcurl4-openssl-dev libssl-dev libconfig-dev libidn2-dev
+	libsqlite3-dev libhiredis-dev sqlite3 redis-server
 	libcmocka-dev clang libclang-rt-14-dev
 	openssl ca-certificates iproute2 python3 unbound nginx-light postfix curl bind9-dnsutils
 )

@@ -59,6 +59,8 @@ static const char *const config_dns_failures[] = {
 
 static const char *const config_cache_backends[] = {
 	[CONFIG_CACHE_MEMORY] = "memory",
+	[CONFIG_CACHE_SQLITE] = "sqlite",
+	[CONFIG_CACHE_REDIS] = "redis",
 	NULL,
 };
 
@@ -99,6 +101,9 @@ static const struct config_section config_sections[] = {
 	{ .name = "dns", .doc = "The DNS resolver (c-ares) and its answer cache." },
 	{ .name = "fetch", .doc = "HTTPS policy fetches (libcurl)." },
 	{ .name = "cache", .doc = "The policy cache." },
+	{ .name = "sqlite", .doc = "The sqlite store (cache.backend = \"sqlite\")." },
+	{ .name = "redis", .doc = "The Redis store shared by relays (cache.backend = \"redis\")." },
+	{ .name = "refresh", .doc = "Background refresh of policies in use before they expire." },
 	{ .name = "control", .doc = "The local control socket used by mtasts-ctl." },
 };
 
@@ -216,8 +221,9 @@ static const struct config_option config_options[] = {
 	  .doc = "User-Agent header sent with each fetch." },
 
 	{ IN_CONFIG("cache", "backend", cache.backend), .kind = CONFIG_KIND_ENUM,
-	  .def = "\"memory\"", .values = config_cache_backends,
-	  .doc = "Where policies are kept; memory forgets them on restart." },
+	  .def = "\"sqlite\"", .values = config_cache_backends,
+	  .doc = "Where policies outlive a restart: sqlite (a local file), redis (shared by "
+	         "relays) or memory (forgotten on restart)." },
 	{ IN_CONFIG("cache", "max_entries", cache.max_entries), .kind = CONFIG_KIND_INT,
 	  .def = "1000000", .min = 1, .max = 100000000, .unit = "entries",
 	  .doc = "Domains kept at most; the least recently used go first." },
@@ -225,6 +231,46 @@ static const struct config_option config_options[] = {
 	  .def = "300", .min = 0, .max = 86400, .unit = "seconds",
 	  .doc = "How long a cached policy's TXT id check stays fresh before DNS is asked again "
 	         "(CACHE-8)." },
+
+	{ IN_CONFIG("sqlite", "path", sqlite.path), .kind = CONFIG_KIND_PATH,
+	  .def = "\"/var/lib/mtastsd/cache.db\"",
+	  .doc = "The database file; its directory must be writable by the daemon's user." },
+	{ IN_CONFIG("sqlite", "write_interval", sqlite.write_interval_ms), .kind = CONFIG_KIND_INT,
+	  .def = "1000", .min = 10, .max = 60000, .unit = "milliseconds",
+	  .doc = "Changes are written in one batch this often; a crash loses at most this much." },
+
+	{ IN_CONFIG("redis", "address", redis.address), .kind = CONFIG_KIND_ADDRESS,
+	  .def = "\"127.0.0.1:6379\"",
+	  .doc = "Numeric address and port of the Redis server, or unix: and a socket path." },
+	{ IN_CONFIG("redis", "database", redis.database), .kind = CONFIG_KIND_INT, .def = "0",
+	  .min = 0, .max = 1000, .unit = "index", .doc = "Database number (SELECT)." },
+	{ IN_CONFIG("redis", "prefix", redis.prefix), .kind = CONFIG_KIND_TEXT,
+	  .def = "\"mtasts:\"", .empty_ok = true,
+	  .doc = "Prefix of every key; relays sharing policies use the same one." },
+	{ IN_CONFIG("redis", "user", redis.user), .kind = CONFIG_KIND_TEXT, .def = "\"\"",
+	  .empty_ok = true,
+	  .doc = "ACL user for AUTH; \"\" authenticates with the password only." },
+	{ IN_CONFIG("redis", "password", redis.password), .kind = CONFIG_KIND_TEXT, .def = "\"\"",
+	  .empty_ok = true, .doc = "Password for AUTH; \"\" sends no AUTH." },
+	{ IN_CONFIG("redis", "timeout", redis.timeout_ms), .kind = CONFIG_KIND_INT, .def = "1000",
+	  .min = 10, .max = 60000, .unit = "milliseconds",
+	  .doc = "Connect and command timeout; a lookup never waits longer on Redis." },
+
+	{ IN_CONFIG("refresh", "enable", refresh.enable), .kind = CONFIG_KIND_BOOL, .def = "true",
+	  .doc = "Refetch policies in use before they expire, so lookups do not wait." },
+	{ IN_CONFIG("refresh", "window", refresh.window_s), .kind = CONFIG_KIND_INT, .def = "3600",
+	  .min = 1, .max = 31557600, .unit = "seconds",
+	  .doc = "A policy is refreshed when older than max(1 day, max_age/2) or when it expires "
+	         "within this window, whichever comes first." },
+	{ IN_CONFIG("refresh", "idle", refresh.idle_s), .kind = CONFIG_KIND_INT, .def = "2592000",
+	  .min = 60, .max = 31557600, .unit = "seconds",
+	  .doc = "Domains not looked up this long are not refreshed and drop out at expiry." },
+	{ IN_CONFIG("refresh", "concurrency", refresh.concurrency), .kind = CONFIG_KIND_INT,
+	  .def = "4", .min = 1, .max = 1000, .unit = "refreshes",
+	  .doc = "Background refreshes running at once." },
+	{ IN_CONFIG("refresh", "scan_interval", refresh.scan_interval_s), .kind = CONFIG_KIND_INT,
+	  .def = "60", .min = 1, .max = 3600, .unit = "seconds",
+	  .doc = "How often the cache is scanned for policies due for refresh." },
 
 	{ IN_CONFIG("control", "socket", control.socket), .kind = CONFIG_KIND_PATH,
 	  .def = "\"/run/mtastsd/control.sock\"", .empty_ok = true,
@@ -782,7 +828,7 @@ config_parse_text(const struct config_option *o, const char *v, void *field, str
 {
 	size_t len = strlen(v);
 
-	if (len == 0 || len > CONFIG_TEXT_MAX)
+	if ((len == 0 && !o->empty_ok) || len > CONFIG_TEXT_MAX)
 		return -1;
 	for (const char *c = v; *c != '\0'; c++) {
 		if (*c < 0x20 || *c > 0x7e) {
@@ -797,7 +843,8 @@ config_parse_text(const struct config_option *o, const char *v, void *field, str
 static void
 config_accepted_text(const struct config_option *o, struct strbuf *out)
 {
-	strbuf_appendf(out, "1..%d printable ASCII characters", CONFIG_TEXT_MAX);
+	strbuf_appendf(out, "%d..%d printable ASCII characters", o->empty_ok ? 0 : 1,
+	               CONFIG_TEXT_MAX);
 }
 
 static int

@@ -37,6 +37,8 @@ enum config_dns_failure {
 /* cache.backend: each store backend adds a value here and a name in config.c's table. */
 enum config_cache_backend {
 	CONFIG_CACHE_MEMORY,
+	CONFIG_CACHE_SQLITE,
+	CONFIG_CACHE_REDIS,
 };
 
 /* A parsed address; the daemon never parses address strings itself. */
@@ -115,6 +117,28 @@ struct config_cache {
 	unsigned recheck_interval_s;
 };
 
+struct config_sqlite {
+	const char *path;           /* absolute */
+	unsigned write_interval_ms; /* the write-behind batch window */
+};
+
+struct config_redis {
+	struct config_address address; /* TCP host:port or unix:/path */
+	unsigned database;
+	const char *prefix;   /* key prefix; keys are prefix + domain */
+	const char *user;     /* "" = AUTH with the password only (or no AUTH) */
+	const char *password; /* "" = no AUTH */
+	unsigned timeout_ms;  /* connect and command timeout */
+};
+
+struct config_refresh {
+	bool enable;
+	unsigned window_s;        /* refresh when expiry is this close */
+	unsigned idle_s;          /* not looked up this long: no refresh, drops out at expiry */
+	unsigned concurrency;     /* background refreshes at once */
+	unsigned scan_interval_s; /* how often the cache is scanned for due refreshes */
+};
+
 struct config_control {
 	const char *socket; /* "" = no control channel; else absolute */
 	mode_t mode;
@@ -138,6 +162,9 @@ struct config {
 	struct config_dns dns;
 	struct config_fetch fetch;
 	struct config_cache cache;
+	struct config_sqlite sqlite;
+	struct config_redis redis;
+	struct config_refresh refresh;
 	struct config_control control;
 };
 

@@ -360,8 +360,9 @@ show_entry(struct control *c, const struct engine_entry *e, bool json, struct st
 		}
 		strbuf_appendf(sb,
 		               ", \"txt\": {\"state\": \"%s\", \"until\": %u}, \"backoff_until\": "
-		               "%u, \"discovering\": %s, \"last_error\": ",
-		               e->txt, e->txt_until, e->backoff_until,
+		               "%u, \"refresh_at\": %u, \"last_used\": %u, \"discovering\": %s, "
+		               "\"last_error\": ",
+		               e->txt, e->txt_until, e->backoff_until, e->refresh_at, e->last_used,
 		               e->discovering ? "true" : "false");
 		json_cstr(sb, e->last_error);
 		strbuf_appends(sb, ", \"txt_record\": ");
@@ -423,6 +424,10 @@ show_entry(struct control *c, const struct engine_entry *e, bool json, struct st
 	fmt_time(e->backoff_until, t1, sizeof(t1));
 	strbuf_appendf(sb, "backoff:      %s\n",
 	               e->backoff_until > engine_now_wall(c->eng) ? t1 : "-");
+	fmt_time(e->refresh_at, t1, sizeof(t1));
+	fmt_time(e->last_used, t2, sizeof(t2));
+	strbuf_appendf(sb, "refresh:      %s (last used %s)\n", e->refresh_at != 0 ? t1 : "-",
+	               e->last_used != 0 ? t2 : "never");
 	strbuf_appendf(sb, "last error:   %s\n", e->last_error[0] != '\0' ? e->last_error : "-");
 	if (f != NULL) {
 		fmt_time(f->at, t1, sizeof(t1));

@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <malloc.h>
 #include <time.h>
 #include <getopt.h>
@@ -32,6 +34,7 @@
 #include "engine/engine.h"
 #include "io/dns.h"
 #include "io/fetch.h"
+#include "store/store.h"
 
 #define DEFAULT_CONFIG "/etc/mtastsd/mtastsd.conf"
 
@@ -41,6 +44,7 @@ struct daemon {
 	struct dns *dns;
 	struct fetch *fetch;
 	struct engine *engine;
+	struct store *store; /* NULL for the memory backend */
 	struct lookup *lookup;
 	struct server *server;
 	struct control *control;
@@ -257,6 +261,11 @@ engine_opts_of(const struct config *cfg)
 		.lookup_timeout_ms = cfg->limits.lookup_timeout_ms,
 		.dns_failure_temp = cfg->dns.on_failure == CONFIG_DNS_FAILURE_TEMP,
 		.max_entries = cfg->cache.max_entries,
+		.refresh = cfg->refresh.enable,
+		.refresh_window = cfg->refresh.window_s,
+		.refresh_idle = cfg->refresh.idle_s,
+		.refresh_concurrency = cfg->refresh.concurrency,
+		.refresh_scan_s = cfg->refresh.scan_interval_s,
 	};
 	return o;
 }
@@ -327,6 +336,29 @@ fetch_opts_equal(const struct config *a, const struct config *b)
 	       strcmp(a->fetch.user_agent, b->fetch.user_agent) == 0;
 }
 
+/* The store is opened once; a reload cannot switch it under a running cache. */
+static bool
+store_opts_equal(const struct config *a, const struct config *b)
+{
+	if (a->cache.backend != b->cache.backend)
+		return false;
+	switch (a->cache.backend) {
+	case CONFIG_CACHE_SQLITE:
+		return strcmp(a->sqlite.path, b->sqlite.path) == 0 &&
+		       a->sqlite.write_interval_ms == b->sqlite.write_interval_ms;
+	case CONFIG_CACHE_REDIS:
+		return strcmp(a->redis.address.text, b->redis.address.text) == 0 &&
+		       a->redis.database == b->redis.database &&
+		       strcmp(a->redis.prefix, b->redis.prefix) == 0 &&
+		       strcmp(a->redis.user, b->redis.user) == 0 &&
+		       strcmp(a->redis.password, b->redis.password) == 0 &&
+		       a->redis.timeout_ms == b->redis.timeout_ms;
+	case CONFIG_CACHE_MEMORY:
+		break;
+	}
+	return true;
+}
+
 static bool
 control_opts_equal(const struct config *a, const struct config *b)
 {
@@ -364,13 +396,28 @@ hook_listener(void *arg, const char *name, enum conn_proto proto, const char *ma
 }
 
 static void
+daemon_store_status(struct daemon *d, struct store_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (d->store != NULL) {
+		d->store->ops->status(d->store->impl, st);
+		return;
+	}
+	st->backend = "memory";
+	st->connected = true;
+	st->detail = "not persisted";
+}
+
+static void
 hook_status(void *arg, bool json, struct strbuf *sb)
 {
 	struct daemon *d = arg;
 	struct engine_stats es;
 	struct listener_fmt lf = { sb, json, 0 };
 	long uptime = (long)(time(NULL) - d->started);
+	struct store_status st;
 
+	daemon_store_status(d, &st);
 	engine_get_stats(d->engine, &es);
 	if (json) {
 		strbuf_appendf(sb,
@@ -384,8 +431,12 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 			strbuf_appends(sb, i > 0 ? ", " : "");
 			json_cstr(sb, d->cfg->maps[i].name);
 		}
-		strbuf_appendf(sb, "], \"cache\": {\"backend\": \"memory\", \"entries\": %zu}}\n",
-		               es.entries);
+		strbuf_appends(sb, "], \"cache\": {\"backend\": ");
+		json_cstr(sb, st.backend);
+		strbuf_appendf(sb, ", \"entries\": %zu, \"store_connected\": %s, \"store_state\": ",
+		               es.entries, st.connected ? "true" : "false");
+		json_cstr(sb, st.detail);
+		strbuf_appends(sb, "}}\n");
 		return;
 	}
 	strbuf_appendf(sb, "version:      mtastsd %s\npid:          %ld\nuptime:       %ld s\n",
@@ -395,7 +446,10 @@ hook_status(void *arg, bool json, struct strbuf *sb)
 	strbuf_appends(sb, "maps:        ");
 	for (size_t i = 0; i < d->cfg->nmaps; i++)
 		strbuf_appendf(sb, " %s", d->cfg->maps[i].name);
-	strbuf_appendf(sb, "\ncache:        memory, %zu entries\n", es.entries);
+	strbuf_appendf(sb, "\ncache:        %s, %zu entries", st.backend, es.entries);
+	if (d->store != NULL)
+		strbuf_appendf(sb, "; store %s", st.detail);
+	strbuf_appendc(sb, '\n');
 }
 
 /* One figure of stats: JSON "section": {"name": value}, text "section:  name=value". */
@@ -441,7 +495,9 @@ hook_stats(void *arg, bool json, struct strbuf *sb)
 	struct lookup_stats ls;
 	struct dns_stats ds;
 	struct server_stats ss;
+	struct store_status st;
 
+	daemon_store_status(d, &st);
 	engine_get_stats(d->engine, &es);
 	lookup_get_stats(d->lookup, &ls);
 	dns_get_stats(d->dns, &ds);
@@ -474,6 +530,19 @@ hook_stats(void *arg, bool json, struct strbuf *sb)
 		  ds.answers > 0 ? (double)ds.latency_us_total / (double)ds.answers / 1000.0 : 0,
 		  true },
 		{ "dns", "latency_max_ms", (double)ds.latency_us_max / 1000.0, true },
+		{ "refresh", "started", (double)es.refresh_started, false },
+		{ "refresh", "ok", (double)es.refresh_ok, false },
+		{ "refresh", "failed", (double)es.refresh_failed, false },
+		{ "refresh", "running", (double)es.refresh_running, false },
+		{ "store", "connected", st.connected ? 1.0 : 0.0, false },
+		{ "store", "loaded", (double)es.store_loaded, false },
+		{ "store", "shared_hits", (double)es.store_hits, false },
+		{ "store", "puts", (double)st.puts, false },
+		{ "store", "written", (double)st.written, false },
+		{ "store", "write_errors", (double)st.write_errors, false },
+		{ "store", "pending", (double)st.pending, false },
+		{ "store", "gets", (double)st.gets, false },
+		{ "store", "get_hits", (double)st.get_hits, false },
 		{ "fetch", "requests", (double)es.fetch_requests, false },
 		{ "fetch", "latency_avg_ms",
 		  es.fetch_requests > 0 ? (double)es.fetch_ms_total / (double)es.fetch_requests : 0,
@@ -553,6 +622,10 @@ daemon_reload(struct daemon *d, struct strbuf *msg)
 	log_set_level(nc->daemon.log_level);
 	if (!control_opts_equal(d->cfg, nc))
 		strbuf_appends(msg, "control.* settings take effect at the next restart\n");
+	if (!store_opts_equal(d->cfg, nc))
+		strbuf_appends(msg,
+		               "cache.backend, sqlite.* and redis.* settings take effect at the "
+		               "next restart\n");
 	config_free(d->cfg);
 	d->cfg = nc;
 	struct engine_stats es;
@@ -633,6 +706,104 @@ daemon_setup(struct daemon *d)
 	}
 }
 
+/*
+ * The sqlite file's directory is made for the daemon's user before privileges go, so the
+ * store can still create its journal files afterwards.
+ */
+static void
+prepare_store_dir(const struct config *cfg)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	struct passwd *pw;
+
+	if (cfg->cache.backend != CONFIG_CACHE_SQLITE)
+		return;
+	snprintf(dir, sizeof(dir), "%s", cfg->sqlite.path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0750) == -1) {
+		if (errno != EEXIST)
+			fatal("sqlite.path: cannot create the directory %s", dir);
+		return;
+	}
+	if (cfg->daemon.user[0] != '\0' && (pw = getpwnam(cfg->daemon.user)) != NULL &&
+	    chown(dir, pw->pw_uid, (gid_t)-1) == -1)
+		fatal("sqlite.path: cannot hand %s to user %s", dir, cfg->daemon.user);
+}
+
+/* Opens the store and loads its policies: the cache is whole before the first lookup. */
+static void
+daemon_open_store(struct daemon *d)
+{
+	const struct config *cfg = d->cfg;
+	char *serr = NULL, lerr[512];
+	long n;
+
+	d->store = store_open(d->base, cfg, &serr);
+	if (d->store == NULL && serr != NULL)
+		fatalx("%s: cache.backend: %s", cfg->path, serr);
+	engine_set_store(d->engine, d->store);
+	n = engine_load_store(d->engine, lerr, sizeof(lerr));
+	if (n < 0)
+		fatalx("%s: cache.backend: %s", cfg->path, lerr);
+	if (d->store != NULL)
+		log_info("store backend=%s result=loaded policies=%ld", d->store->ops->name, n);
+}
+
+/*
+ * Forks for the background. The parent waits until the child reports ready (exit 0) or dies
+ * (exit 1), so start-up errors such as an unusable cache file still reach the terminal and
+ * the exit status. Returns the child's end of the pipe.
+ */
+static int
+detach_begin(void)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+	ssize_t n;
+
+	if (pipe(p) == -1)
+		fatal("cannot create a pipe to detach");
+	pid = fork();
+	if (pid == -1)
+		fatal("cannot detach from the terminal");
+	if (pid > 0) {
+		close(p[1]);
+		while ((n = read(p[0], &c, 1)) == -1 && errno == EINTR)
+			;
+		_exit(n == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	if (setsid() == -1)
+		fatal("cannot detach from the terminal");
+	if (chdir("/") == -1)
+		fatal("cannot change to /");
+	return p[1];
+}
+
+/* Ready in the background: syslog from now on, stdio to /dev/null, the parent released. */
+static void
+detach_finish(int ready_fd, const struct config *cfg)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	log_init("mtastsd", false, cfg->daemon.log_level);
+	if (null != -1) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (write(ready_fd, "r", 1) != 1)
+		log_warn("cannot tell the starting process that the daemon is ready");
+	close(ready_fd);
+}
+
 static void
 daemon_teardown(struct daemon *d)
 {
@@ -640,7 +811,9 @@ daemon_teardown(struct daemon *d)
 	control_free(d->control);
 	server_free(d->server);
 	lookup_free(d->lookup);
+	/* The engine cancels its store gets; then the store writes what is pending. */
 	engine_free(d->engine);
+	store_close(d->store);
 	fetch_free(d->fetch);
 	dns_free(d->dns);
 	if (d->ev_stop != NULL)
@@ -660,7 +833,7 @@ main(int argc, char **argv)
 	bool foreground = false, check = false;
 	struct daemon d;
 	struct strbuf err;
-	int ch;
+	int ch, ready_fd = -1;
 
 	while ((ch = getopt(argc, argv, "c:ftVh")) != -1) {
 		switch (ch) {
@@ -690,6 +863,11 @@ main(int argc, char **argv)
 	}
 	if (check)
 		return config_check(path, stdout);
+	/* Absolute, so a reload still finds it after detaching changed to /. */
+	char *abs_path = realpath(path, NULL);
+
+	if (abs_path != NULL)
+		path = abs_path;
 
 	memset(&d, 0, sizeof(d));
 	strbuf_init(&err, 64 * 1024);
@@ -701,7 +879,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	strbuf_release(&err);
-	log_init("mtastsd", foreground, d.cfg->daemon.log_level);
+	/* Errors before the daemon is ready go to the terminal even when it detaches. */
+	log_init("mtastsd", true, d.cfg->daemon.log_level);
 	log_versions();
 
 	signal(SIGPIPE, SIG_IGN);
@@ -712,14 +891,16 @@ main(int argc, char **argv)
 	d.base = daemon_event_base();
 	daemon_setup(&d);
 	if (!foreground) {
-		/* Detach only after binding, so a bad listener still fails on the terminal. */
-		if (daemon(0, 0) == -1)
-			fatal("cannot detach from the terminal");
+		ready_fd = detach_begin();
 		if (event_reinit(d.base) == -1)
 			fatalx("cannot re-initialise the event loop after detaching");
 	}
 	write_pid_file(d.cfg->daemon.pid_file);
+	prepare_store_dir(d.cfg);
 	drop_privileges(&d.cfg->daemon);
+	/* After the fork (sqlite connections and threads do not survive one) and as the
+	 * daemon's user, so every file the store creates is the user's. */
+	daemon_open_store(&d);
 
 	d.ev_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
 	d.ev_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
@@ -738,14 +919,17 @@ main(int argc, char **argv)
 	server_start(d.server);
 	if (d.control != NULL)
 		control_start(d.control);
-	log_info("mtastsd ready: config=%s listeners=%zu maps=%zu cache=memory", path,
-	         d.cfg->nlisteners, d.cfg->nmaps);
+	log_info("mtastsd ready: config=%s listeners=%zu maps=%zu cache=%s", path,
+	         d.cfg->nlisteners, d.cfg->nmaps, d.store != NULL ? d.store->ops->name : "memory");
+	if (ready_fd != -1)
+		detach_finish(ready_fd, d.cfg);
 	event_base_dispatch(d.base);
 
 	daemon_teardown(&d);
 	if (d.cfg->daemon.pid_file[0] != '\0')
 		unlink(d.cfg->daemon.pid_file);
 	config_free(d.cfg);
+	free(abs_path);
 	ares_library_cleanup();
 	curl_global_cleanup();
 	log_info("mtastsd stopped");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/pool.h"
 #include "base/xmalloc.h"
 
 /*
@@ -21,10 +22,27 @@ struct cache {
 	size_t max_entries;
 	size_t cursor; /* where the next eviction scan starts, so scans rotate */
 	size_t evictions;
+	struct pool *pool; /* the entries: see pool.h for why not malloc */
 };
+
+_Static_assert(sizeof(struct cache_entry) == 40, "the entry header is sized for millions of entries");
 
 /* Entries sampled per eviction before the scan widens (see cache_evict_one). */
 #define CACHE_EVICT_SAMPLE 16
+
+static size_t
+cache_entry_size(const struct cache_entry *e)
+{
+	const struct policy *p = cache_policy(e);
+
+	return sizeof(*e) + cache_policy_off(e) + (p != NULL ? sizeof(*p) + p->mx_size : 0);
+}
+
+static void
+cache_entry_free(struct cache *c, struct cache_entry *e)
+{
+	pool_free(c->pool, e, cache_entry_size(e));
+}
 
 static uint64_t
 cache_hash(const char *s)
@@ -58,6 +76,7 @@ cache_new(size_t max_entries)
 	c->max_entries = max_entries > 0 ? max_entries : 1;
 	c->mask = 63;
 	c->slots = xcalloc(c->mask + 1, sizeof(*c->slots));
+	c->pool = pool_new();
 	return c;
 }
 
@@ -66,8 +85,7 @@ cache_free(struct cache *c)
 {
 	if (c == NULL)
 		return;
-	for (size_t i = 0; i <= c->mask; i++)
-		free(c->slots[i]);
+	pool_free_all(c->pool);
 	free(c->slots);
 	free(c);
 }
@@ -77,7 +95,7 @@ cache_find_slot(const struct cache *c, const char *domain)
 {
 	size_t i = (size_t)cache_hash(domain) & c->mask;
 
-	while (c->slots[i] != NULL && strcmp(c->slots[i]->domain, domain) != 0)
+	while (c->slots[i] != NULL && strcmp(cache_domain(c->slots[i]), domain) != 0)
 		i = (i + 1) & c->mask;
 	return i;
 }
@@ -98,14 +116,16 @@ cache_grow(struct cache *c)
 	c->slots = xcalloc(c->mask + 1, sizeof(*c->slots));
 	for (size_t i = 0; i < oldn; i++)
 		if (old[i] != NULL)
-			c->slots[cache_find_slot(c, old[i]->domain)] = old[i];
+			c->slots[cache_find_slot(c, cache_domain(old[i]))] = old[i];
 	free(old);
 }
 
 bool
 cache_entry_valid(const struct cache_entry *e, uint32_t now)
 {
-	return e->policy != NULL && (uint64_t)now < (uint64_t)e->fetched_at + e->policy->max_age;
+	const struct policy *p = cache_policy(e);
+
+	return p != NULL && (uint64_t)now < (uint64_t)e->fetched_at + p->max_age;
 }
 
 /*
@@ -118,7 +138,7 @@ cache_rank(const struct cache_entry *e, uint32_t now)
 {
 	if (!cache_entry_valid(e, now))
 		return 0;
-	return e->policy->mode == POLICY_MODE_ENFORCE ? 2 : 1;
+	return cache_policy(e)->mode == POLICY_MODE_ENFORCE ? 2 : 1;
 }
 
 static void
@@ -133,7 +153,7 @@ cache_unlink_slot(struct cache *c, size_t i)
 		j = (j + 1) & c->mask;
 		if (c->slots[j] == NULL)
 			return;
-		size_t home = (size_t)cache_hash(c->slots[j]->domain) & c->mask;
+		size_t home = (size_t)cache_hash(cache_domain(c->slots[j])) & c->mask;
 
 		if (((j - home) & c->mask) >= ((j - i) & c->mask)) {
 			c->slots[i] = c->slots[j];
@@ -174,41 +194,40 @@ cache_evict_one(struct cache *c, uint32_t now)
 	c->cursor = (best + 1) & c->mask;
 	struct cache_entry *victim = c->slots[best];
 
-	log_debug("cache result=evicted domain=%s rank=%d", victim->domain, best_rank);
+	log_debug("cache result=evicted domain=%s rank=%d", cache_domain(victim), best_rank);
 	cache_unlink_slot(c, best);
-	free(victim);
+	cache_entry_free(c, victim);
 	c->evictions++;
 	return true;
 }
 
-/* Lays out one entry: header, aligned policy copy, then domain, id and text strings. */
+/* Lays out one entry: header, then domain, id and text strings, then the aligned policy. */
 static struct cache_entry *
-cache_entry_build(const char *domain, const struct policy *p, const char *id, const char *text,
-                  size_t text_len)
+cache_entry_build(struct cache *c, const char *domain, const struct policy *p, const char *id,
+                  const char *text, size_t text_len)
 {
 	size_t dlen = strlen(domain), ilen = id != NULL ? strlen(id) : 0;
-	size_t psize = p != NULL ? (sizeof(*p) + p->mx_size + 7) & ~(size_t)7 : 0;
-	struct cache_entry *e = xmalloc(sizeof(*e) + psize + dlen + 1 + ilen + 1 + text_len + 1);
-	char *s = e->data + psize;
+	size_t text_off = dlen + 1 + ilen + 1;
+	size_t poff = (text_off + text_len + 1 + 7) & ~(size_t)7;
+	size_t size = sizeof(struct cache_entry) + poff + (p != NULL ? sizeof(*p) + p->mx_size : 0);
+	struct cache_entry *e = pool_alloc(c->pool, size);
+	char *s = e->data;
 
 	memset(e, 0, sizeof(*e));
-	if (p != NULL) {
-		memcpy(e->data, p, sizeof(*p) + p->mx_size);
-		e->policy = (struct policy *)e->data;
-	}
 	memcpy(s, domain, dlen + 1);
-	e->domain = s;
-	s += dlen + 1;
+	e->id_off = (uint8_t)(dlen + 1);
 	if (ilen > 0)
-		memcpy(s, id, ilen);
-	s[ilen] = '\0';
-	e->id = s;
-	s += ilen + 1;
+		memcpy(s + e->id_off, id, ilen);
+	s[e->id_off + ilen] = '\0';
+	e->text_off = (uint16_t)text_off;
 	if (text_len > 0)
-		memcpy(s, text, text_len);
-	s[text_len] = '\0';
-	e->text = s;
+		memcpy(s + text_off, text, text_len);
+	s[text_off + text_len] = '\0';
 	e->text_len = (uint32_t)text_len;
+	if (p != NULL) {
+		memcpy(s + poff, p, sizeof(*p) + p->mx_size);
+		e->has_policy = true;
+	}
 	return e;
 }
 
@@ -222,7 +241,7 @@ cache_insert_empty(struct cache *c, const char *domain, uint32_t now)
 			return NULL;
 	if ((c->count + 1) * 4 > (c->mask + 1) * 3)
 		cache_grow(c);
-	e = cache_entry_build(domain, NULL, NULL, NULL, 0);
+	e = cache_entry_build(c, domain, NULL, NULL, NULL, 0);
 	e->last_used = now;
 	c->slots[cache_find_slot(c, domain)] = e;
 	c->count++;
@@ -233,8 +252,8 @@ struct cache_entry *
 cache_set_policy(struct cache *c, struct cache_entry *old, const struct policy *p, const char *id,
                  const char *text, size_t text_len, uint32_t fetched_at)
 {
-	size_t i = cache_find_slot(c, old->domain);
-	struct cache_entry *e = cache_entry_build(old->domain, p, id, text, text_len);
+	size_t i = cache_find_slot(c, cache_domain(old));
+	struct cache_entry *e = cache_entry_build(c, cache_domain(old), p, id, text, text_len);
 
 	e->disc = old->disc;
 	e->txt = old->txt;
@@ -242,20 +261,21 @@ cache_set_policy(struct cache *c, struct cache_entry *old, const struct policy *
 	e->backoff_until = old->backoff_until;
 	e->backoff_id_hash = old->backoff_id_hash;
 	e->last_used = old->last_used;
+	e->store_checked = old->store_checked;
 	e->fetched_at = fetched_at;
 	c->slots[i] = e;
-	free(old);
+	cache_entry_free(c, old);
 	return e;
 }
 
 void
 cache_remove(struct cache *c, struct cache_entry *e)
 {
-	size_t i = cache_find_slot(c, e->domain);
+	size_t i = cache_find_slot(c, cache_domain(e));
 
 	if (c->slots[i] == e) {
 		cache_unlink_slot(c, i);
-		free(e);
+		cache_entry_free(c, e);
 	}
 }
 

@@ -24,27 +24,61 @@ enum cache_txt {
 
 /*
  * Times are wall-clock seconds (uint32 lasts until 2106) so entries can be persisted as they
- * are. The variable part holds, in one allocation: the parsed policy (if any), the domain,
- * the policy's TXT id and the policy text verbatim.
+ * are. One allocation holds the header and, in data[], the domain, the policy's TXT id and
+ * the policy text (each NUL-terminated), then the parsed policy (if any) 8-byte aligned.
+ * Offsets instead of pointers keep the header at 40 bytes: a cache holds millions of these.
  */
 struct cache_entry {
 	struct discovery *disc; /* the running discovery, if any (owned by the engine) */
-	struct policy *policy;  /* points into data[], or NULL */
-	const char *domain;     /* points into data[] */
-	const char *id;         /* the policy's TXT id, "" without policy */
-	const char *text;       /* the policy text, text_len bytes, NUL-terminated */
 	uint32_t text_len;
 	uint32_t fetched_at;
 	uint32_t txt_until;     /* the TXT verdict below may be reused until then */
 	uint32_t backoff_until; /* no fetch for backoff_id_hash before then (FETCH-5) */
 	uint32_t backoff_id_hash;
 	uint32_t last_used;
+	uint16_t text_off; /* of the text in data[]; the id starts at id_off */
+	uint8_t id_off;
 	uint8_t txt;     /* enum cache_txt */
 	uint8_t failure; /* enum answer_failure of the last failed fetch */
-	bool expiry_logged;
-	bool flush_pending; /* flushed while discovering: dropped when the discovery ends */
+	bool has_policy : 1;
+	bool expiry_logged : 1;
+	bool flush_pending : 1; /* flushed while discovering: dropped when the discovery ends */
+	bool store_checked : 1; /* the store was asked for a policy this entry lacked */
 	_Alignas(8) char data[];
 };
+
+static inline const char *
+cache_domain(const struct cache_entry *e)
+{
+	return e->data;
+}
+
+/* The policy's TXT id; "" without policy. */
+static inline const char *
+cache_id(const struct cache_entry *e)
+{
+	return e->data + e->id_off;
+}
+
+/* The policy text verbatim, text_len bytes, NUL-terminated. */
+static inline const char *
+cache_text(const struct cache_entry *e)
+{
+	return e->data + e->text_off;
+}
+
+static inline size_t
+cache_policy_off(const struct cache_entry *e)
+{
+	return ((size_t)e->text_off + e->text_len + 1 + 7) & ~(size_t)7;
+}
+
+/* The parsed policy, or NULL. */
+static inline const struct policy *
+cache_policy(const struct cache_entry *e)
+{
+	return e->has_policy ? (const struct policy *)(e->data + cache_policy_off(e)) : NULL;
+}
 
 struct cache;
 

@@ -19,6 +19,7 @@
 #include "sts/domain.h"
 #include "sts/mediatype.h"
 #include "sts/txt.h"
+#include "store/store.h"
 
 #define POLICY_PATH "/.well-known/mta-sts.txt"
 #define POLICY_PORT 443
@@ -27,12 +28,14 @@
 
 enum disc_state {
 	DISC_TXT,   /* waiting for _mta-sts.<domain> TXT */
+	DISC_STORE, /* waiting for the store's record of the domain */
 	DISC_ADDR,  /* waiting for the addresses of mta-sts.<domain> */
 	DISC_FETCH, /* waiting for the HTTPS GET */
 };
 
 static const char *const disc_state_names[] = {
 	[DISC_TXT] = "txt",
+	[DISC_STORE] = "store",
 	[DISC_ADDR] = "addr",
 	[DISC_FETCH] = "fetch",
 };
@@ -61,11 +64,14 @@ struct discovery {
 	enum disc_state state;
 	struct dns_query *dq;
 	struct fetch_req *fr;
+	struct store_get *sg;
 	struct engine_wait *waiters;
 	struct event *deadline;
-	bool late;    /* the lookup deadline passed: new lookups answer from cache at once */
-	bool force;   /* refresh: fetch even when the id is unchanged or backing off */
-	bool fetched; /* a policy was fetched: waiters get it even when max_age is 0 */
+	bool late;       /* the lookup deadline passed: new lookups answer from cache at once */
+	bool force;      /* refresh: fetch even when the id is unchanged or backing off */
+	bool fetched;    /* a policy was fetched: waiters get it even when max_age is 0 */
+	bool refresh;    /* proactive: fetch even when the id is unchanged, unless backing off */
+	bool want_fetch; /* DISC_STORE: the TXT verdict asked for a fetch */
 	uint32_t txt_ttl;
 	char id[TXT_ID_MAX + 1];
 	char domain[DOMAIN_NAME_MAX + 1];
@@ -93,6 +99,8 @@ struct engine {
 	struct engine_stats stats;
 	struct fetch_note_slot *notes; /* FETCH_NOTES_MAX slots */
 	size_t notes_next;
+	struct store *store;         /* NULL: memory only */
+	struct event *refresh_timer; /* NULL while refresh is off */
 };
 
 static uint32_t
@@ -137,18 +145,19 @@ engine_answer_from(struct engine *eng, struct cache_entry *e, uint32_t now, bool
                    struct engine_answer *ans)
 {
 	memset(ans, 0, sizeof(*ans));
-	ans->domain = e->domain;
-	if (e->policy != NULL && (fetched || cache_entry_valid(e, now))) {
+	ans->domain = cache_domain(e);
+	if (cache_policy(e) != NULL && (fetched || cache_entry_valid(e, now))) {
 		ans->result = ENGINE_POLICY;
-		ans->policy = e->policy;
-		ans->text = e->text;
+		ans->policy = cache_policy(e);
+		ans->text = cache_text(e);
 		ans->text_len = e->text_len;
 		return;
 	}
-	if (e->policy != NULL && !e->expiry_logged) {
+	if (cache_policy(e) != NULL && !e->expiry_logged) {
 		e->expiry_logged = true;
-		log_info("policy domain=%s id=%s mode=%s max_age=%u result=expired", e->domain,
-		         e->id, policy_mode_str(e->policy->mode), e->policy->max_age);
+		log_info("policy domain=%s id=%s mode=%s max_age=%u result=expired",
+		         cache_domain(e), cache_id(e), policy_mode_str(cache_policy(e)->mode),
+		         cache_policy(e)->max_age);
 	}
 	if (e->txt == CACHE_TXT_DNSFAIL && eng->opts.dns_failure_temp) {
 		ans->result = ENGINE_TEMP;
@@ -174,7 +183,7 @@ engine_can_answer(const struct engine *eng, const struct cache_entry *e, uint32_
 	case CACHE_TXT_MATCH:
 		/* An unchanged id never extends an expired policy: only a fetch renews it. */
 		return cache_entry_valid(e, now) ||
-		       (backoff && e->backoff_id_hash == cache_id_hash(e->id));
+		       (backoff && e->backoff_id_hash == cache_id_hash(cache_id(e)));
 	case CACHE_TXT_CHANGED:
 		return backoff;
 	case CACHE_TXT_UNKNOWN:
@@ -194,6 +203,10 @@ disc_free(struct discovery *d)
 		dns_cancel(d->dq);
 	if (d->fr != NULL)
 		fetch_cancel(d->fr);
+	if (d->sg != NULL)
+		eng->store->ops->cancel(eng->store->impl, d->sg);
+	if (d->refresh)
+		eng->stats.refresh_running--;
 	while ((w = d->waiters) != NULL) {
 		d->waiters = w->next;
 		free(w);
@@ -308,22 +321,70 @@ disc_fail(struct discovery *d, enum answer_failure failure, const char *kind, co
 
 	snprintf(note->result, sizeof(note->result), "%s: %s: %s", kind, failure_names[failure],
 	         detail);
+	if (d->refresh)
+		eng->stats.refresh_failed++;
 	e->backoff_until = now + eng->opts.backoff;
 	e->backoff_id_hash = cache_id_hash(d->id);
 	e->failure = (uint8_t)failure;
-	e->txt = e->policy != NULL && strcmp(e->id, d->id) == 0 ? CACHE_TXT_MATCH
-	                                                        : CACHE_TXT_CHANGED;
+	e->txt = cache_policy(e) != NULL && strcmp(cache_id(e), d->id) == 0 ? CACHE_TXT_MATCH
+	                                                                    : CACHE_TXT_CHANGED;
 	if (cache_entry_valid(e, now))
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
 		          "cached_id=%s cached_mode=%s kept=yes backoff=%u",
-		          d->domain, d->id, kind, failure_names[failure], detail, e->id,
-		          policy_mode_str(e->policy->mode), eng->opts.backoff);
+		          d->domain, d->id, kind, failure_names[failure], detail, cache_id(e),
+		          policy_mode_str(cache_policy(e)->mode), eng->opts.backoff);
 	else
 		log_warnx("policy domain=%s id=%s result=fail reason=%s type=%s detail=\"%s\" "
 		          "cached=none backoff=%u",
 		          d->domain, d->id, kind, failure_names[failure], detail,
 		          eng->opts.backoff);
 	disc_finish(d);
+}
+
+/* Writes e's policy behind to the store, if there is one. */
+static void
+engine_store_put(struct engine *eng, const struct cache_entry *e)
+{
+	if (eng->store == NULL || cache_policy(e) == NULL)
+		return;
+	struct store_record r = {
+		.domain = cache_domain(e),
+		.id = cache_id(e),
+		.text = cache_text(e),
+		.text_len = e->text_len,
+		.fetched_at = e->fetched_at,
+		.expires_at = e->fetched_at + cache_policy(e)->max_age,
+		.last_used = e->last_used,
+	};
+
+	eng->store->ops->put(eng->store->impl, &r);
+}
+
+/*
+ * Installs a stored policy in e (which it replaces); returns the new entry, or NULL when the
+ * record's text does not parse (it came from a file or another host: never trusted blindly).
+ */
+static struct cache_entry *
+engine_adopt(struct engine *eng, struct cache_entry *e, const struct store_record *rec)
+{
+	enum policy_error perr;
+	size_t pline;
+	struct policy *p = policy_parse(rec->text, rec->text_len, &perr, &pline);
+
+	if (p == NULL) {
+		log_warnx("store backend=%s domain=%s id=%s result=unusable reason=\"%s at line "
+		          "%zu\"",
+		          eng->store->ops->name, rec->domain, rec->id, policy_error_str(perr),
+		          pline);
+		return NULL;
+	}
+	e = cache_set_policy(eng->cache, e, p, rec->id, rec->text, rec->text_len, rec->fetched_at);
+	if (rec->last_used > e->last_used)
+		e->last_used = rec->last_used;
+	e->failure = ANSWER_FAILURE_NONE;
+	e->expiry_logged = false;
+	policy_free(p);
+	return e;
 }
 
 static void
@@ -395,9 +456,9 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	now = engine_now(eng);
 	e = cache_get(eng->cache, d->domain);
 	/* "changed" only when the policy differs: a refresh of the same one is not news. */
-	const char *what = e->policy == NULL ? "fetched"
-	                   : strcmp(e->id, d->id) != 0 || e->text_len != res->body_len ||
-	                                   memcmp(e->text, res->body, res->body_len) != 0
+	const char *what = cache_policy(e) == NULL ? "fetched"
+	                   : strcmp(cache_id(e), d->id) != 0 || e->text_len != res->body_len ||
+	                                   memcmp(cache_text(e), res->body, res->body_len) != 0
 	                           ? "changed"
 	                           : "refreshed";
 	e = cache_set_policy(eng->cache, e, p, d->id, res->body, res->body_len, now);
@@ -408,6 +469,9 @@ disc_on_fetch(void *arg, const struct fetch_result *res)
 	e->expiry_logged = false;
 	d->fetched = true;
 	eng->stats.fetch_ok++;
+	if (d->refresh)
+		eng->stats.refresh_ok++;
+	engine_store_put(eng, e);
 	engine_mx_list(p, mx, sizeof(mx));
 	log_info("policy domain=%s id=%s mode=%s max_age=%u mx=%s result=%s", d->domain, d->id,
 	         policy_mode_str(p->mode), p->max_age, mx, what);
@@ -475,7 +539,8 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
                  uint32_t now)
 {
 	struct engine *eng = d->eng;
-	struct txt_chunk stack[TXT_CHUNKS_STACK], *chunks = stack;
+	/* Zeroed: GCC cannot see that txt_select reads only the n filled in. */
+	struct txt_chunk stack[TXT_CHUNKS_STACK] = { 0 }, *chunks = stack;
 	struct txt_record rec;
 	const char *reason = "";
 	size_t n;
@@ -495,8 +560,8 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 		if (cache_entry_valid(e, now))
 			log_warnx("policy domain=%s id=%s result=dns-failure reason=%s "
 			          "cached_mode=%s kept=yes",
-			          d->domain, e->id, dns_status_str(res->status),
-			          policy_mode_str(e->policy->mode));
+			          d->domain, cache_id(e), dns_status_str(res->status),
+			          policy_mode_str(cache_policy(e)->mode));
 		else
 			log_debug("txt domain=%s result=dns-failure reason=%s", d->domain,
 			          dns_status_str(res->status));
@@ -526,7 +591,7 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 		e->txt = CACHE_TXT_NONE;
 		if (cache_entry_valid(e, now))
 			log_info("txt domain=%s result=missing cached_id=%s kept=yes", d->domain,
-			         e->id);
+			         cache_id(e));
 		return false;
 	case TXT_MULTIPLE:
 	case TXT_INVALID:
@@ -541,18 +606,87 @@ disc_txt_verdict(struct discovery *d, struct cache_entry *e, const struct dns_re
 	memcpy(d->id, rec.id, sizeof(d->id));
 	if (d->force)
 		return true;
-	if (e->policy != NULL && strcmp(rec.id, e->id) == 0 && cache_entry_valid(e, now)) {
+	if (d->refresh && !(now < e->backoff_until && e->backoff_id_hash == cache_id_hash(rec.id)))
+		return true;
+	if (cache_policy(e) != NULL && strcmp(rec.id, cache_id(e)) == 0 &&
+	    cache_entry_valid(e, now)) {
 		e->txt = CACHE_TXT_MATCH;
 		eng->stats.fetch_unchanged++;
 		return false;
 	}
 	if (now < e->backoff_until && e->backoff_id_hash == cache_id_hash(rec.id)) {
-		e->txt = e->policy != NULL && strcmp(rec.id, e->id) == 0 ? CACHE_TXT_MATCH
-		                                                         : CACHE_TXT_CHANGED;
+		e->txt = cache_policy(e) != NULL && strcmp(rec.id, cache_id(e)) == 0
+		                 ? CACHE_TXT_MATCH
+		                 : CACHE_TXT_CHANGED;
 		log_debug("txt domain=%s id=%s result=backoff until=%u", d->domain, rec.id,
 		          e->backoff_until);
 		return false;
 	}
+	return true;
+}
+
+static void
+disc_on_store(void *arg, const struct store_record *rec)
+{
+	struct discovery *d = arg;
+	struct engine *eng = d->eng;
+	struct cache_entry *e = cache_get(eng->cache, d->domain), *n;
+	uint32_t now = engine_now(eng);
+	char mx[512];
+
+	d->sg = NULL;
+	/*
+	 * Taken when it is what a fetch would get (the TXT id, and newer than what memory
+	 * holds: another relay fetched or refreshed it), or when memory has no valid policy
+	 * at all: the answer never gets weaker than a valid policy any relay knows.
+	 */
+	bool take = rec != NULL && rec->expires_at > now &&
+	            (d->want_fetch
+	                     ? strcmp(rec->id, d->id) == 0 && (!cache_entry_valid(e, now) ||
+	                                                       strcmp(cache_id(e), rec->id) != 0 ||
+	                                                       rec->fetched_at > e->fetched_at)
+	                     : !cache_entry_valid(e, now));
+
+	if (take && (n = engine_adopt(eng, e, rec)) != NULL) {
+		e = n;
+		if (d->want_fetch) {
+			e->txt = CACHE_TXT_MATCH;
+			e->backoff_until = 0;
+		}
+		eng->stats.store_hits++;
+		if (d->refresh)
+			eng->stats.refresh_ok++;
+		engine_mx_list(cache_policy(e), mx, sizeof(mx));
+		log_info("policy domain=%s id=%s mode=%s max_age=%u mx=%s result=shared from=%s",
+		         d->domain, cache_id(e), policy_mode_str(cache_policy(e)->mode),
+		         cache_policy(e)->max_age, mx, eng->store->ops->name);
+		disc_finish(d);
+		return;
+	}
+	if (d->want_fetch)
+		disc_start_fetch(d);
+	else
+		disc_finish(d);
+}
+
+/*
+ * Asks the store before a fetch (another relay may have fetched it), and once per entry when
+ * memory has no valid policy (a relay may know one while TXT is missing or failing). Returns
+ * true when the question is under way.
+ */
+static bool
+disc_ask_store(struct discovery *d, struct cache_entry *e, bool fetch, uint32_t now)
+{
+	struct engine *eng = d->eng;
+
+	if (eng->store == NULL || d->force)
+		return false;
+	if (!fetch && (cache_entry_valid(e, now) || e->store_checked))
+		return false;
+	e->store_checked = true;
+	d->want_fetch = fetch;
+	d->state = DISC_STORE;
+	d->sg = eng->store->ops->get(eng->store->impl, d->domain, disc_on_store, d);
 	return true;
 }
 
@@ -562,9 +696,14 @@ disc_on_txt(void *arg, const struct dns_result *res)
 	struct discovery *d = arg;
 	struct engine *eng = d->eng;
 	struct cache_entry *e = cache_get(eng->cache, d->domain);
+	uint32_t now = engine_now(eng);
+	bool fetch;
 
 	d->dq = NULL;
-	if (disc_txt_verdict(d, e, res, engine_now(eng)))
+	fetch = disc_txt_verdict(d, e, res, now);
+	if (disc_ask_store(d, e, fetch, now))
+		return;
+	if (fetch)
 		disc_start_fetch(d);
 	else
 		disc_finish(d);
@@ -593,8 +732,8 @@ disc_start(struct engine *eng, struct cache_entry *e)
 
 	d->eng = eng;
 	d->state = DISC_TXT;
-	snprintf(d->domain, sizeof(d->domain), "%s", e->domain);
-	snprintf(d->host, sizeof(d->host), "_mta-sts.%s", e->domain);
+	snprintf(d->domain, sizeof(d->domain), "%s", cache_domain(e));
+	snprintf(d->host, sizeof(d->host), "_mta-sts.%s", cache_domain(e));
 	d->deadline = evtimer_new(eng->base, disc_on_deadline, d);
 	if (d->deadline == NULL)
 		fatalx("engine: cannot allocate a timer");
@@ -608,6 +747,110 @@ disc_start(struct engine *eng, struct cache_entry *e)
 	eng->stats.in_flight++;
 	d->dq = dns_lookup(eng->dns, d->host, DNS_TYPE_TXT, disc_on_txt, d);
 	return d;
+}
+
+/*
+ * When e's policy is due for a proactive refresh: when older than max(1 day, max_age/2) or
+ * within the window before expiry, whichever is first, but never before half its life (a
+ * window wider than max_age would refresh it all the time). Up to a tenth earlier by a hash
+ * of the domain, so policies fetched together are not refreshed together.
+ */
+static uint32_t
+engine_refresh_due(const struct engine *eng, const struct cache_entry *e)
+{
+	uint64_t fetched = e->fetched_at, max_age = cache_policy(e)->max_age;
+	uint64_t by_age = fetched + (max_age / 2 > 86400 ? max_age / 2 : 86400);
+	uint64_t expiry = fetched + max_age;
+	uint64_t by_window =
+	        expiry > eng->opts.refresh_window ? expiry - eng->opts.refresh_window : 0;
+	uint64_t at = by_age < by_window ? by_age : by_window;
+
+	if (at < fetched + max_age / 2)
+		at = fetched + max_age / 2;
+	at -= cache_id_hash(cache_domain(e)) % ((at - fetched) / 10 + 1);
+	return (uint32_t)at;
+}
+
+/* Whether e takes part in proactive refresh at all; 0 or its due time. */
+static uint32_t
+engine_refresh_at(const struct engine *eng, const struct cache_entry *e, uint32_t now)
+{
+	if (!eng->opts.refresh || !cache_entry_valid(e, now) ||
+	    now - e->last_used >= eng->opts.refresh_idle)
+		return 0;
+	return engine_refresh_due(eng, e);
+}
+
+struct engine_scan_ctx {
+	struct engine *eng;
+	uint32_t now;
+	char (*due)[DOMAIN_NAME_MAX + 1];
+	size_t n;
+	size_t max;
+};
+
+static void
+engine_scan_one(void *arg, struct cache_entry *e)
+{
+	struct engine_scan_ctx *ctx = arg;
+	uint32_t at;
+
+	if (ctx->n >= ctx->max || e->disc != NULL)
+		return;
+	at = engine_refresh_at(ctx->eng, e, ctx->now);
+	if (at == 0 || ctx->now < at)
+		return;
+	/* A failed refresh backs off like any fetch (FETCH-5); the old policy stays. */
+	if (ctx->now < e->backoff_until && e->backoff_id_hash == cache_id_hash(cache_id(e)))
+		return;
+	snprintf(ctx->due[ctx->n++], sizeof(ctx->due[0]), "%s", cache_domain(e));
+}
+
+void
+engine_refresh_scan(struct engine *eng)
+{
+	struct engine_scan_ctx ctx = { .eng = eng, .now = engine_now(eng) };
+
+	if (!eng->opts.refresh || eng->stats.refresh_running >= eng->opts.refresh_concurrency)
+		return;
+	ctx.max = eng->opts.refresh_concurrency - eng->stats.refresh_running;
+	ctx.due = xreallocarray(NULL, ctx.max, sizeof(*ctx.due));
+	/* Collected first: starting a discovery must not happen under cache_foreach. */
+	cache_foreach(eng->cache, engine_scan_one, &ctx);
+	for (size_t i = 0; i < ctx.n; i++) {
+		struct cache_entry *e = cache_get(eng->cache, ctx.due[i]);
+		struct discovery *d = disc_start(eng, e);
+
+		d->refresh = true;
+		eng->stats.refresh_started++;
+		eng->stats.refresh_running++;
+		log_debug("refresh domain=%s id=%s result=started", cache_domain(e), cache_id(e));
+	}
+	free(ctx.due);
+}
+
+static void
+engine_on_refresh_timer(evutil_socket_t fd, short what, void *arg)
+{
+	engine_refresh_scan(arg);
+}
+
+/* (Re)starts or stops the scan timer after the options changed. */
+static void
+engine_arm_refresh(struct engine *eng)
+{
+	struct timeval tv = { .tv_sec = eng->opts.refresh_scan_s > 0 ? eng->opts.refresh_scan_s
+		                                                     : 60 };
+
+	if (eng->refresh_timer != NULL) {
+		event_free(eng->refresh_timer);
+		eng->refresh_timer = NULL;
+	}
+	if (!eng->opts.refresh)
+		return;
+	eng->refresh_timer = event_new(eng->base, -1, EV_PERSIST, engine_on_refresh_timer, eng);
+	if (eng->refresh_timer == NULL || event_add(eng->refresh_timer, &tv) != 0)
+		fatalx("engine: cannot arm the refresh timer");
 }
 
 struct engine *
@@ -624,6 +867,7 @@ engine_new(struct event_base *base, struct dns *dns, struct fetch *fetch,
 	eng->lookup_timeout.tv_usec = (opts->lookup_timeout_ms % 1000) * 1000;
 	eng->cache = cache_new(opts->max_entries);
 	eng->notes = xcalloc(FETCH_NOTES_MAX, sizeof(*eng->notes));
+	engine_arm_refresh(eng);
 	return eng;
 }
 
@@ -634,6 +878,8 @@ engine_free(struct engine *eng)
 		return;
 	while (eng->discs != NULL)
 		disc_free(eng->discs);
+	if (eng->refresh_timer != NULL)
+		event_free(eng->refresh_timer);
 	cache_free(eng->cache);
 	free(eng->notes);
 	free(eng);
@@ -649,7 +895,13 @@ engine_lookup(struct engine *eng, const char *domain, struct engine_answer *ans,
 	eng->stats.lookups++;
 	if (e != NULL) {
 		e->last_used = now;
-		if (e->disc == NULL ? engine_can_answer(eng, e, now) : e->disc->late) {
+		/* A background refresh is checking this policy right now: while it is valid,
+		 * lookups use it instead of waiting on the network too. */
+		bool now_ok = e->disc == NULL    ? engine_can_answer(eng, e, now)
+		              : e->disc->refresh ? cache_entry_valid(e, now) || e->disc->late
+		                                 : e->disc->late;
+
+		if (now_ok) {
 			eng->stats.cache_hits++;
 			engine_answer_from(eng, e, now, false, ans);
 			return NULL;
@@ -714,14 +966,14 @@ static void
 engine_view(struct engine *eng, struct cache_entry *e, uint32_t now, struct engine_entry *v)
 {
 	memset(v, 0, sizeof(*v));
-	v->domain = e->domain;
-	v->policy = e->policy;
-	v->id = e->id;
-	v->text = e->text;
+	v->domain = cache_domain(e);
+	v->policy = cache_policy(e);
+	v->id = cache_id(e);
+	v->text = cache_text(e);
 	v->text_len = e->text_len;
 	v->fetched_at = e->fetched_at;
-	if (e->policy != NULL)
-		v->expires_at = e->fetched_at + e->policy->max_age;
+	if (cache_policy(e) != NULL)
+		v->expires_at = e->fetched_at + cache_policy(e)->max_age;
 	v->valid = cache_entry_valid(e, now);
 	v->txt = cache_txt_names[e->txt];
 	v->txt_until = e->txt_until;
@@ -729,7 +981,8 @@ engine_view(struct engine *eng, struct cache_entry *e, uint32_t now, struct engi
 	v->last_used = e->last_used;
 	v->last_error = failure_names[e->failure];
 	v->discovering = e->disc != NULL;
-	const struct fetch_note_slot *slot = engine_note_find(eng, e->domain);
+	v->refresh_at = engine_refresh_at(eng, e, now);
+	const struct fetch_note_slot *slot = engine_note_find(eng, cache_domain(e));
 
 	if (slot != NULL) {
 		v->last_fetch = slot->note.at != 0 ? &slot->note : NULL;
@@ -807,8 +1060,8 @@ engine_flush_collect(void *arg, struct cache_entry *e)
 static void
 engine_flush_entry(struct engine *eng, struct cache_entry *e)
 {
-	engine_forget_dns(eng, e->domain);
-	log_info("policy domain=%s id=%s result=flushed", e->domain, e->id);
+	engine_forget_dns(eng, cache_domain(e));
+	log_info("policy domain=%s id=%s result=flushed", cache_domain(e), cache_id(e));
 	if (e->disc != NULL)
 		e->flush_pending = true;
 	else
@@ -820,6 +1073,9 @@ engine_flush(struct engine *eng, const char *domain)
 {
 	struct engine_flush_ctx ctx = { NULL, 0, 0 };
 
+	/* The store too, even for a domain memory no longer holds. */
+	if (eng->store != NULL)
+		eng->store->ops->del(eng->store->impl, domain);
 	if (domain != NULL) {
 		struct cache_entry *e = cache_get(eng->cache, domain);
 
@@ -868,6 +1124,7 @@ engine_set_opts(struct engine *eng, const struct engine_opts *opts)
 	eng->lookup_timeout.tv_sec = opts->lookup_timeout_ms / 1000;
 	eng->lookup_timeout.tv_usec = (opts->lookup_timeout_ms % 1000) * 1000;
 	cache_set_max(eng->cache, opts->max_entries);
+	engine_arm_refresh(eng);
 }
 
 void
@@ -890,4 +1147,59 @@ engine_set_io(struct engine *eng, struct dns *dns, struct fetch *fetch)
 	}
 	eng->dns = dns;
 	eng->fetch = fetch;
+}
+
+void
+engine_set_store(struct engine *eng, struct store *st)
+{
+	eng->store = st;
+}
+
+struct engine_load_ctx {
+	struct engine *eng;
+	uint32_t now;
+	long loaded;
+};
+
+static void
+engine_load_one(void *arg, const struct store_record *rec)
+{
+	struct engine_load_ctx *ctx = arg;
+	struct engine *eng = ctx->eng;
+	struct cache_entry *e = cache_get(eng->cache, rec->domain);
+
+	if (rec->expires_at <= ctx->now || (e != NULL && e->fetched_at >= rec->fetched_at))
+		return;
+	bool fresh = e == NULL;
+
+	if (fresh && (e = cache_insert_empty(eng->cache, rec->domain, ctx->now)) == NULL)
+		return;
+	struct cache_entry *n = engine_adopt(eng, e, rec);
+
+	if (n == NULL) {
+		if (fresh)
+			cache_remove(eng->cache, e);
+		return;
+	}
+	e = n;
+	/* As fresh as before the restart: answered at once, TXT checked again after
+	 * recheck_interval, so lookups need no network even while DNS is unreachable. */
+	e->txt = CACHE_TXT_MATCH;
+	e->txt_until = ctx->now + eng->opts.recheck_interval;
+	e->last_used = rec->last_used;
+	ctx->loaded++;
+}
+
+long
+engine_load_store(struct engine *eng, char *err, size_t errlen)
+{
+	struct engine_load_ctx ctx = { eng, engine_now(eng), 0 };
+
+	if (eng->store == NULL)
+		return 0;
+	if (eng->store->ops->load(eng->store->impl, ctx.now, engine_load_one, &ctx, err, errlen) !=
+	    0)
+		return -1;
+	eng->stats.store_loaded += (uint64_t)ctx.loaded;
+	return ctx.loaded;
 }

@@ -12,6 +12,7 @@
 struct event_base;
 struct dns;
 struct fetch;
+struct store;
 struct engine;
 struct engine_wait;
 
@@ -22,6 +23,12 @@ struct engine_opts {
 	unsigned lookup_timeout_ms;
 	bool dns_failure_temp; /* TXT-10 knob: TEMP instead of NOTFOUND, no cached policy */
 	size_t max_entries;
+	/* Proactive refresh: policies in use are refetched before they expire. */
+	bool refresh;
+	uint32_t refresh_window;      /* seconds before expiry a refresh is due at the latest */
+	uint32_t refresh_idle;        /* no lookup this long: no refresh */
+	unsigned refresh_concurrency; /* background refreshes at once */
+	unsigned refresh_scan_s;      /* seconds between scans for due refreshes */
 	/* Wall clock in seconds; NULL = the event loop's cached time. Tests set their own. */
 	uint32_t (*clock)(void *arg);
 	void *clock_arg;
@@ -76,6 +83,12 @@ struct engine_stats {
 	uint64_t fail_parse;
 	uint64_t in_flight;
 	uint64_t fetch_requests;
+	uint64_t store_loaded;    /* policies loaded from the store at start */
+	uint64_t store_hits;      /* policies taken from the store instead of a fetch */
+	uint64_t refresh_started; /* background refreshes begun */
+	uint64_t refresh_ok;
+	uint64_t refresh_failed;
+	uint64_t refresh_running;
 	uint64_t fetch_ms_total;
 	uint32_t fetch_ms_max;
 	size_t entries;
@@ -112,6 +125,7 @@ struct engine_entry {
 	uint32_t last_used;
 	const char *last_error; /* RFC 8460 result type of the last failed fetch, or "" */
 	bool discovering;
+	uint32_t refresh_at; /* when a proactive refresh is due; 0: none (off, idle or none) */
 	const struct engine_fetch_note *last_fetch; /* NULL when not remembered */
 	const char *last_txt;                       /* STS TXT record(s) last seen, or NULL */
 	uint32_t last_txt_at;
@@ -130,6 +144,19 @@ size_t engine_flush(struct engine *eng, const char *domain);
  * back-off is active. cb runs once with the resulting answer (never inside this call).
  */
 struct engine_wait *engine_refresh(struct engine *eng, const char *domain, engine_cb cb, void *arg);
+/*
+ * From now on writes every fetched policy to st, drops flushed ones from it and asks it for
+ * policies memory lacks (NULL: memory only). The store outlives the engine's use of it.
+ */
+void engine_set_store(struct engine *eng, struct store *st);
+/*
+ * Loads every unexpired policy of the store into the cache, as if its TXT id had just been
+ * checked. Returns the number loaded, or -1 with a message in err.
+ */
+long engine_load_store(struct engine *eng, char *err, size_t errlen);
+/* Runs one proactive-refresh scan now (the timer runs them every refresh_scan_s). */
+void engine_refresh_scan(struct engine *eng);
+
 /* Applies new options (reload); the cache is kept. */
 void engine_set_opts(struct engine *eng, const struct engine_opts *opts);
 /*

@@ -27,6 +27,7 @@ daemon: { runtime_dir = "%(rundir)s"; };
 dns: { servers = ["%(dns)s"]; timeout = 500; max_ttl = 1; negative_ttl = 1; };
 fetch: { timeout = 3000; ca_file = "%(ca)s"; };
 cache: { recheck_interval = 1; };
+sqlite: { path = "%(rundir)s/cache.db"; write_interval = 100; };
 control: { socket = "%(rundir)s/control.sock"; mode = "%(mode)s"; };
 """
 

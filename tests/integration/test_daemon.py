@@ -33,6 +33,7 @@ dns: { servers = ["%(dns)s"]; timeout = 500; tries = 2; max_ttl = 1; negative_tt
        servfail_ttl = 1; };
 fetch: { timeout = 2000; ca_file = "%(ca)s"; };
 cache: { recheck_interval = %(recheck)d; };
+sqlite: { path = "%(workdir)s/cache.db"; write_interval = 100; };
 """
 
 

@@ -80,9 +80,22 @@ check_defaults(const struct config *c)
 	assert_int_equal(c->fetch.backoff_s, 300);
 	assert_int_equal(c->fetch.max_parallel, 64);
 	assert_string_equal(c->fetch.user_agent, "mtastsd/" PACKAGE_VERSION);
-	assert_int_equal(c->cache.backend, CONFIG_CACHE_MEMORY);
+	assert_int_equal(c->cache.backend, CONFIG_CACHE_SQLITE);
 	assert_int_equal(c->cache.max_entries, 1000000);
 	assert_int_equal(c->cache.recheck_interval_s, 300);
+	assert_string_equal(c->sqlite.path, "/var/lib/mtastsd/cache.db");
+	assert_int_equal(c->sqlite.write_interval_ms, 1000);
+	assert_string_equal(c->redis.address.text, "127.0.0.1:6379");
+	assert_int_equal(c->redis.database, 0);
+	assert_string_equal(c->redis.prefix, "mtasts:");
+	assert_string_equal(c->redis.user, "");
+	assert_string_equal(c->redis.password, "");
+	assert_int_equal(c->redis.timeout_ms, 1000);
+	assert_true(c->refresh.enable);
+	assert_int_equal(c->refresh.window_s, 3600);
+	assert_int_equal(c->refresh.idle_s, 2592000);
+	assert_int_equal(c->refresh.concurrency, 4);
+	assert_int_equal(c->refresh.scan_interval_s, 60);
 }
 
 static const char full_text[] =
@@ -112,7 +125,13 @@ static const char full_text[] =
         "fetch: { timeout = 1000; ca_file = \"/etc/ssl/ca.pem\"; backoff = 86400; max_parallel = "
         "10000;\n"
         "  user_agent = \"test agent/1.0\"; };\n"
-        "cache: { backend = \"memory\"; max_entries = 100000000; recheck_interval = 0; };\n";
+        "cache: { backend = \"memory\"; max_entries = 100000000; recheck_interval = 0; };\n"
+        "sqlite: { path = \"/srv/cache.db\"; write_interval = 10; };\n"
+        "redis: { address = \"unix:/run/redis.sock\"; database = 3; prefix = \"\"; user = "
+        "\"relay\";\n"
+        "  password = \"s3cret\"; timeout = 60000; };\n"
+        "refresh: { enable = false; window = 31557600; idle = 60; concurrency = 1000;\n"
+        "  scan_interval = 1; };\n";
 
 static void
 check_full(const struct config *c)
@@ -185,6 +204,19 @@ check_full(const struct config *c)
 	assert_string_equal(c->fetch.user_agent, "test agent/1.0");
 
 	assert_int_equal(c->cache.backend, CONFIG_CACHE_MEMORY);
+	assert_string_equal(c->sqlite.path, "/srv/cache.db");
+	assert_int_equal(c->sqlite.write_interval_ms, 10);
+	assert_string_equal(c->redis.address.path, "/run/redis.sock");
+	assert_int_equal(c->redis.database, 3);
+	assert_string_equal(c->redis.prefix, "");
+	assert_string_equal(c->redis.user, "relay");
+	assert_string_equal(c->redis.password, "s3cret");
+	assert_int_equal(c->redis.timeout_ms, 60000);
+	assert_false(c->refresh.enable);
+	assert_int_equal(c->refresh.window_s, 31557600);
+	assert_int_equal(c->refresh.idle_s, 60);
+	assert_int_equal(c->refresh.concurrency, 1000);
+	assert_int_equal(c->refresh.scan_interval_s, 1);
 	assert_int_equal(c->cache.max_entries, 100000000);
 	assert_int_equal(c->cache.recheck_interval_s, 0);
 }
@@ -395,8 +427,17 @@ static const struct bad_case bad_cases[] = {
 	  "listen[0].protocol", "\"smtp\"", "one of \"socketmap\", \"tcp_table\"" },
 	{ "bad on_failure", "dns: { on_failure = \"TEMP\"; };\n", 1, "dns.on_failure", "\"TEMP\"",
 	  "one of \"notfound\", \"temp\"" },
-	{ "backend not built in", "cache: { backend = \"sqlite\"; };\n", 1, "cache.backend",
-	  "\"sqlite\"", "one of \"memory\"" },
+	{ "unknown backend", "cache: { backend = \"mysql\"; };\n", 1, "cache.backend", "\"mysql\"",
+	  "one of \"memory\", \"sqlite\", \"redis\"" },
+	{ "redis address without port", "redis: { address = \"127.0.0.1\"; };\n", 1,
+	  "redis.address", "\"127.0.0.1\" is not accepted: no port",
+	  "\"IPv4:port\", \"[IPv6]:port\" or \"unix:/absolute/path\"" },
+	{ "sqlite path relative", "sqlite: { path = \"cache.db\"; };\n", 1, "sqlite.path",
+	  "\"cache.db\"", "absolute" },
+	{ "refresh window zero", "refresh: { window = 0; };\n", 1, "refresh.window", "0",
+	  "1..31557600" },
+	{ "refresh enable not bool", "refresh: { enable = \"yes\"; };\n", 1, "refresh.enable",
+	  "\"yes\"", "true or false" },
 
 	/* Bad addresses. */
 	{ "inet address without port", "listen = ( { address = \"127.0.0.1\"; } );\n", 1,
@@ -642,14 +683,15 @@ test_shipped_conf(void **state)
 	if (c == NULL)
 		fail_msg("%s:\n%s", path, err.data);
 	/* The README's quick start: socketmap on a unix socket and on 127.0.0.1:8461, map
-	 * postfix, memory cache. */
+	 * postfix, sqlite cache. */
 	assert_int_equal(c->nlisteners, 2);
 	assert_int_equal(c->listeners[0].protocol, CONFIG_PROTOCOL_SOCKETMAP);
 	assert_string_equal(c->listeners[0].address.text, "unix:/run/mtastsd/socketmap.sock");
 	assert_int_equal(c->listeners[1].protocol, CONFIG_PROTOCOL_SOCKETMAP);
 	assert_string_equal(c->listeners[1].address.text, "127.0.0.1:8461");
 	assert_string_equal(c->maps[0].name, "postfix");
-	assert_int_equal(c->cache.backend, CONFIG_CACHE_MEMORY);
+	assert_int_equal(c->cache.backend, CONFIG_CACHE_SQLITE);
+	assert_string_equal(c->sqlite.path, "/var/lib/mtastsd/cache.db");
 	config_free(c);
 	strbuf_release(&err);
 	free(path);

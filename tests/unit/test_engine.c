@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "engine/engine.h"
+#include "store/store.h"
 #include "fake_io.h"
 
 #define ENFORCE  "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n"
@@ -490,7 +491,352 @@ test_deadline_no_cache_notfound(void **state)
 	assert_int_equal(o.calls, 1);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+/* ---- a scripted store: records in memory, gets answered by the test ---- */
+
+#define FS_MAX 16
+
+struct fs_rec {
+	bool used;
+	char domain[64], id[40], text[256];
+	uint32_t fetched_at, expires_at, last_used;
+};
+
+struct store_get {
+	store_get_cb cb;
+	void *arg;
+	char domain[64];
+	bool pending;
+};
+
+static struct fs_rec fs_recs[FS_MAX];
+static struct store_get fs_gets[FS_MAX];
+static size_t fs_ngets, fs_nputs, fs_ndels;
+static char fs_last_del[64];
+
+static struct fs_rec *
+fs_find(const char *domain)
+{
+	for (size_t i = 0; i < FS_MAX; i++)
+		if (fs_recs[i].used && strcmp(fs_recs[i].domain, domain) == 0)
+			return &fs_recs[i];
+	return NULL;
+}
+
+static void
+fs_set(const char *domain, const char *id, const char *text, uint32_t fetched_at,
+       uint32_t expires_at)
+{
+	struct fs_rec *r = fs_find(domain);
+
+	for (size_t i = 0; r == NULL && i < FS_MAX; i++)
+		if (!fs_recs[i].used)
+			r = &fs_recs[i];
+	assert_non_null(r);
+	r->used = true;
+	snprintf(r->domain, sizeof(r->domain), "%s", domain);
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	r->fetched_at = fetched_at;
+	r->expires_at = expires_at;
+	r->last_used = fetched_at;
+}
+
+static void
+fs_fill(const struct fs_rec *f, struct store_record *r)
+{
+	*r = (struct store_record){ f->domain,     f->id,         f->text,     strlen(f->text),
+		                    f->fetched_at, f->expires_at, f->last_used };
+}
+
+static int
+fs_load(void *impl, uint32_t now, store_load_cb fn, void *arg, char *err, size_t errlen)
+{
+	struct store_record r;
+
+	for (size_t i = 0; i < FS_MAX; i++)
+		if (fs_recs[i].used && fs_recs[i].expires_at > now) {
+			fs_fill(&fs_recs[i], &r);
+			fn(arg, &r);
+		}
+	return 0;
+}
+
+static void
+fs_put(void *impl, const struct store_record *r)
+{
+	fs_nputs++;
+	fs_set(r->domain, r->id, r->text, r->fetched_at, r->expires_at);
+}
+
+static void
+fs_del(void *impl, const char *domain)
+{
+	fs_ndels++;
+	snprintf(fs_last_del, sizeof(fs_last_del), "%s", domain != NULL ? domain : "(all)");
+	for (size_t i = 0; i < FS_MAX; i++)
+		if (domain == NULL || (fs_recs[i].used && strcmp(fs_recs[i].domain, domain) == 0))
+			fs_recs[i].used = false;
+}
+
+static struct store_get *
+fs_get(void *impl, const char *domain, store_get_cb cb, void *arg)
+{
+	struct store_get *g = &fs_gets[fs_ngets++ % FS_MAX];
+
+	g->cb = cb;
+	g->arg = arg;
+	g->pending = true;
+	snprintf(g->domain, sizeof(g->domain), "%s", domain);
+	return g;
+}
+
+static void
+fs_cancel(void *impl, struct store_get *g)
+{
+	g->pending = false;
+}
+
+/* Answers the last get from the records, as a real backend would later. */
+static void
+fs_answer_last(void)
+{
+	struct store_get *g = &fs_gets[(fs_ngets - 1) % FS_MAX];
+	struct fs_rec *f = fs_find(g->domain);
+	struct store_record r;
+
+	assert_true(g->pending);
+	g->pending = false;
+	if (f != NULL)
+		fs_fill(f, &r);
+	g->cb(g->arg, f != NULL ? &r : NULL);
+}
+
+static const struct store_ops fs_ops = { .name = "fake",
+	                                 .load = fs_load,
+	                                 .put = fs_put,
+	                                 .del = fs_del,
+	                                 .get = fs_get,
+	                                 .cancel = fs_cancel };
+static struct store fs_store = { &fs_ops, NULL };
+
+static int
+setup_store(void **state)
+{
+	struct engine_opts o = {
+		.recheck_interval = 300,
+		.fail_ttl = 30,
+		.backoff = 300,
+		.lookup_timeout_ms = 100,
+		.max_entries = 1000,
+		.refresh = true,
+		.refresh_window = 100,
+		.refresh_idle = 5000,
+		.refresh_concurrency = 1,
+		.refresh_scan_s = 3600,
+		.clock = test_clock,
+	};
+
+	memset(fs_recs, 0, sizeof(fs_recs));
+	memset(fs_gets, 0, sizeof(fs_gets));
+	fs_ngets = fs_nputs = fs_ndels = 0;
+	fake_io_reset();
+	now_s = 1700000000;
+	base = event_base_new();
+	dns = dns_new(base, NULL, NULL);
+	fetch = fetch_new(base, NULL);
+	eng = engine_new(base, dns, fetch, &o);
+	engine_set_store(eng, &fs_store);
+	return 0;
+}
+
+#define SHORT "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 1000\n"
+
+/* A fetched policy is written to the store with its lifetime; a flush deletes it there. */
+static void
+test_store_put_and_flush(void **state)
+{
+	struct outcome o;
+
+	assert_false(lookup("example.com", &o));
+	answer_txt("v=STSv1; id=a1;", 300);
+	fs_answer_last(); /* asked before fetching: nothing there */
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 200, "text/plain", ENFORCE);
+	assert_int_equal(o.result, ENGINE_POLICY);
+	assert_int_equal(fs_nputs, 1);
+	struct fs_rec *r = fs_find("example.com");
+
+	assert_non_null(r);
+	assert_string_equal(r->id, "a1");
+	assert_string_equal(r->text, ENFORCE);
+	assert_int_equal(r->fetched_at, now_s);
+	assert_int_equal(r->expires_at, now_s + 86400);
+	assert_int_equal(engine_flush(eng, "example.com"), 1);
+	assert_string_equal(fs_last_del, "example.com");
+	assert_null(fs_find("example.com"));
+	/* Even a domain memory does not hold is deleted from the store. */
+	assert_int_equal(engine_flush(eng, "gone.example"), 0);
+	assert_string_equal(fs_last_del, "gone.example");
+}
+
+/* Restart: loaded policies answer at once, without DNS (the world may be unreachable). */
+static void
+test_store_load_answers_without_network(void **state)
+{
+	struct outcome o;
+	char err[128];
+
+	fs_set("example.com", "a1", ENFORCE, now_s - 1000, now_s + 85400);
+	fs_set("expired.example", "x1", ENFORCE, now_s - 90000, now_s - 3600);
+	fs_set("broken.example", "b1", "not a policy", now_s - 10, now_s + 1000);
+	assert_int_equal(engine_load_store(eng, err, sizeof(err)), 1);
+	assert_true(lookup("example.com", &o));
+	assert_int_equal(o.result, ENGINE_POLICY);
+	assert_int_equal(o.mode, POLICY_MODE_ENFORCE);
+	assert_int_equal(fake_dns_ncalls, 0);
+	/* After recheck_interval the TXT id is checked again as usual (CACHE-8). */
+	now_s += 301;
+	assert_false(lookup("example.com", &o));
+	fake_dns_txt(fake_dns_last(), DNS_TIMEOUT, 0, NULL, 0);
+	assert_int_equal(o.result, ENGINE_POLICY);
+	/* The expired and the unparsable record were not loaded. */
+	struct engine_entry v;
+
+	assert_false(engine_get(eng, "expired.example", &v));
+	assert_false(engine_get(eng, "broken.example", &v));
+}
+
+/* Another relay fetched the new id: it is taken from the store, no HTTPS fetch here. */
+static void
+test_store_shared_fetch(void **state)
+{
+	struct outcome o;
+
+	fs_set("example.com", "b2", ENFORCE2, now_s - 5, now_s + 86395);
+	assert_false(lookup("example.com", &o));
+	answer_txt("v=STSv1; id=b2;", 300);
+	assert_int_equal(fake_dns_ncalls, 1);
+	fs_answer_last();
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.result, ENGINE_POLICY);
+	assert_string_equal(o.mx, "mx2.example.com");
+	assert_int_equal(fake_fetch_ncalls, 0);
+	/* A record under another id than the TXT record is not a substitute for a fetch. */
+	fs_set("other.example", "old", ENFORCE, now_s - 5, now_s + 86395);
+	assert_false(lookup("other.example", &o));
+	answer_txt("v=STSv1; id=new;", 300);
+	fs_answer_last();
+	assert_int_equal(fake_dns_calls[fake_dns_last()].type, DNS_TYPE_ADDR);
+}
+
+/* TXT gone or failing and nothing in memory: a valid policy any relay knows still applies. */
+static void
+test_store_never_weaker(void **state)
+{
+	struct outcome o;
+
+	fs_set("example.com", "a1", ENFORCE, now_s - 5, now_s + 86395);
+	assert_false(lookup("example.com", &o));
+	fake_dns_txt(fake_dns_last(), DNS_SERVFAIL, 0, NULL, 0);
+	fs_answer_last();
+	assert_int_equal(o.result, ENGINE_POLICY);
+	assert_int_equal(o.mode, POLICY_MODE_ENFORCE);
+	/* A domain without any policy asks the store once, not on every recheck. */
+	assert_false(lookup("plain.example", &o));
+	fake_dns_txt(fake_dns_last(), DNS_NXDOMAIN, 60, NULL, 0);
+	fs_answer_last();
+	assert_int_equal(o.result, ENGINE_NONE);
+	size_t gets = fs_ngets;
+
+	now_s += 61;
+	assert_false(lookup("plain.example", &o));
+	fake_dns_txt(fake_dns_last(), DNS_NXDOMAIN, 60, NULL, 0);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(fs_ngets, gets);
+}
+
+/* Proactive refresh: due before expiry, never makes a lookup wait, keeps the old policy on
+ * failure and backs off; idle domains are left to expire. */
+static void
+test_refresh(void **state)
+{
+	struct outcome o;
+	struct engine_entry v;
+	struct engine_stats st;
+
+	assert_false(lookup("example.com", &o));
+	answer_txt("v=STSv1; id=a1;", 300);
+	fs_answer_last();
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 200, "text/plain", SHORT);
+	uint32_t fetched = now_s;
+
+	assert_true(engine_get(eng, "example.com", &v));
+	/* max_age 1000, window 100: due at 900 s at the latest, 810 s at the earliest. */
+	assert_true(v.refresh_at <= fetched + 900 && v.refresh_at >= fetched + 810);
+	now_s = fetched + 200;
+	assert_true(lookup("example.com", &o)); /* in use */
+	now_s = v.refresh_at - 1;
+	engine_refresh_scan(eng);
+	size_t dns_before = fake_dns_ncalls;
+
+	assert_int_equal(dns_before, 2);
+	now_s = v.refresh_at;
+	engine_refresh_scan(eng);
+	assert_int_equal(fake_dns_ncalls, dns_before + 1);
+	/* A lookup meanwhile is answered from the cache at once. */
+	now_s += 1;
+	assert_true(lookup("example.com", &o));
+	assert_int_equal(o.result, ENGINE_POLICY);
+	/* Unchanged id: refreshed anyway (a refresh is a refetch). */
+	answer_txt("v=STSv1; id=a1;", 300);
+	fs_answer_last(); /* the store holds only our own fetch: not newer, so fetch */
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 200, "text/plain", SHORT);
+	assert_int_equal(fake_fetch_ncalls, 2);
+	assert_true(engine_get(eng, "example.com", &v));
+	assert_int_equal(v.fetched_at, now_s);
+	assert_int_equal(fs_find("example.com")->fetched_at, now_s);
+	engine_get_stats(eng, &st);
+	assert_int_equal(st.refresh_started, 1);
+	assert_int_equal(st.refresh_ok, 1);
+	assert_int_equal(st.refresh_running, 0);
+
+	/* A failed refresh keeps the policy and backs off. */
+	assert_true(engine_get(eng, "example.com", &v));
+	now_s = v.refresh_at;
+	engine_refresh_scan(eng);
+	answer_txt("v=STSv1; id=a1;", 300);
+	fs_answer_last();
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 503, "text/plain", "down");
+	assert_true(lookup("example.com", &o));
+	assert_int_equal(o.result, ENGINE_POLICY);
+	engine_get_stats(eng, &st);
+	assert_int_equal(st.refresh_failed, 1);
+	size_t fetches = fake_fetch_ncalls;
+
+	now_s += 10;
+	engine_refresh_scan(eng); /* backing off: nothing starts */
+	assert_int_equal(st.refresh_started, 2);
+	engine_get_stats(eng, &st);
+	assert_int_equal(st.refresh_started, 2);
+	assert_int_equal(fake_fetch_ncalls, fetches);
+
+	/* Idle for longer than refresh_idle: not refreshed, expires. */
+	assert_false(lookup("idle.example", &o));
+	answer_txt("v=STSv1; id=i1;", 300);
+	fs_answer_last();
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 200, "text/plain",
+	                  "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmax_age: 86400\n");
+	now_s += 6000;
+	assert_true(engine_get(eng, "idle.example", &v));
+	assert_int_equal(v.refresh_at, 0);
+}
+
+#define T(f)  cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define TS(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown)
 
 int
 main(void)
@@ -514,6 +860,11 @@ main(void)
 		T(test_cancel),
 		T(test_deadline_answers_from_cache),
 		T(test_deadline_no_cache_notfound),
+		TS(test_store_put_and_flush),
+		TS(test_store_load_answers_without_network),
+		TS(test_store_shared_fetch),
+		TS(test_store_never_weaker),
+		TS(test_refresh),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
