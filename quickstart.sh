@@ -9,9 +9,10 @@ cd "$(dirname "$0")"
 DEPS=(
 	build-essential autoconf automake autoconf-archive libtool pkg-config
 	libevent-dev libc-ares-dev libcurl4-openssl-dev libssl-dev libconfig-dev libidn2-dev
-	libsqlite3-dev libhiredis-dev sqlite3 redis-server
+	libsqlite3-dev libhiredis-dev sqlite3 redis-server libsystemd-dev
 	libcmocka-dev clang libclang-rt-14-dev
 	openssl ca-certificates iproute2 python3 unbound nginx-light postfix curl bind9-dnsutils
+	mandoc debhelper systemd systemd-container
 )
 
 deps() {
@@ -45,6 +46,11 @@ deps) deps ;;
 run)
 	deps
 	build
+	# The shipped config binds as root, then runs as the system user mtastsd.
+	id mtastsd >/dev/null 2>&1 ||
+		useradd --system --home-dir /var/lib/mtastsd --no-create-home \
+			--shell /usr/sbin/nologin mtastsd
+	install -d -o mtastsd -g mtastsd -m 0750 /var/lib/mtastsd
 	exec build/mtastsd -f -c conf/mtastsd.conf
 	;;
 test)

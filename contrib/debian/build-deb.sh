@@ -46,7 +46,7 @@ rm -rf "$src/debian"
 cp -a "$src/contrib/debian" "$src/debian"
 
 opts=${DEB_BUILD_OPTIONS:-}
-[ "$check" = yes ] || opts="$opts nocheck"
+[ "$check" = yes ] || opts="${opts:+$opts }nocheck"
 (cd "$src" && DEB_BUILD_OPTIONS="$opts" dpkg-buildpackage -us -uc -b)
 
 for f in "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes; do

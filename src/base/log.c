@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 #include <time.h>
 
 static bool log_to_stderr = true;
+static bool log_to_journal; /* stderr is the systemd journal: "<prio>" prefixes, no time */
 static enum log_level log_level = LOG_LEVEL_INFO;
 static const char *log_ident = "mtastsd";
 
@@ -29,11 +32,29 @@ static const int level_prio[] = {
 	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
 };
 
+/*
+ * systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to stderr;
+ * when they match, each line's priority can be given as a "<N>" prefix (sd-daemon(3)).
+ */
+static bool
+log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &st) == -1)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void
 log_init(const char *ident, bool to_stderr, enum log_level level)
 {
 	log_ident = ident;
 	log_to_stderr = to_stderr;
+	log_to_journal = to_stderr && log_stderr_is_journal();
 	log_level = level;
 	if (!to_stderr)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -85,7 +106,10 @@ log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
 		return;
 	if (errstr != NULL)
 		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), ": %s", errstr);
-	if (log_to_stderr) {
+	if (log_to_journal) {
+		/* The journal stamps time and identifier itself. */
+		fprintf(stderr, "<%d>%s\n", level_prio[level], msg);
+	} else if (log_to_stderr) {
 		char ts[32];
 		struct timespec now;
 		struct tm tm;

@@ -126,6 +126,10 @@ static const struct config_option config_options[] = {
 	{ IN_CONFIG("daemon", "group", daemon.group), .kind = CONFIG_KIND_NAME, .def = "\"\"",
 	  .empty_ok = true,
 	  .doc = "Group to switch to after binding; \"\" is the user's primary group." },
+	{ IN_CONFIG("daemon", "allow_root", daemon.allow_root), .kind = CONFIG_KIND_BOOL,
+	  .def = "false",
+	  .doc = "Keep running as root when user is \"\"; off, the daemon refuses to, since it "
+	         "parses input from the network." },
 	{ IN_CONFIG("daemon", "pid_file", daemon.pid_file), .kind = CONFIG_KIND_PATH, .def = "\"\"",
 	  .empty_ok = true, .doc = "File to write the process id to; \"\" writes none." },
 	{ IN_CONFIG("daemon", "state_dir", daemon.state_dir), .kind = CONFIG_KIND_PATH,

@@ -77,6 +77,7 @@ struct config_daemon {
 	enum log_level log_level;
 	const char *user;        /* "" = keep the user the daemon was started as */
 	const char *group;       /* "" = the user's primary group (or keep, if user is "") */
+	bool allow_root;         /* keep running as root when user is "" */
 	const char *pid_file;    /* "" = write none */
 	const char *state_dir;   /* absolute */
 	const char *runtime_dir; /* absolute */

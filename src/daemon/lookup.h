@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "base/strbuf.h"
+#include "engine/lookup_reply.h"
 #include "io/conn.h"
 #include "sts/answer.h"
 
@@ -38,16 +39,6 @@ void lookup_request(void *arg, struct conn_req *req, const char *name, size_t na
 void lookup_cancel(void *arg, struct conn_req *req);
 
 void lookup_get_stats(const struct lookup *lk, struct lookup_stats *st);
-
-struct engine_answer;
-
-/*
- * The one place an engine answer becomes what Postfix is told under a map's options: OK with
- * the policy in out, NOTFOUND, or TEMP with *reason. Lookups and "mtasts-ctl show" both use
- * it, so show reports exactly what a lookup would send.
- */
-enum conn_reply lookup_reply_of(const struct engine_answer *ans, const struct answer_opts *opts,
-                                struct strbuf *out, const char **reason);
 
 /* The configured maps, for status and for showing what each map would answer. */
 size_t lookup_nmaps(const struct lookup *lk);

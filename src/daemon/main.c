@@ -12,11 +12,17 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <ares.h>
 #include <curl/curl.h>
@@ -35,6 +41,15 @@
 #include "io/dns.h"
 #include "io/fetch.h"
 #include "store/store.h"
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+/* Without libsystemd: no readiness notification and no inherited sockets. */
+#define sd_notify(unset, state) ((void)(unset), (void)(state), 0)
+#define sd_listen_fds(unset)    ((void)(unset), 0)
+#define SD_LISTEN_FDS_START     3
+#endif
 
 #define DEFAULT_CONFIG "/etc/mtastsd/mtastsd.conf"
 
@@ -63,12 +78,13 @@ static int daemon_reload(struct daemon *d, struct strbuf *msg);
 static void
 usage(FILE *out)
 {
-	fprintf(out, "usage: mtastsd [-f] [-t] [-c FILE] [-V]\n"
+	fprintf(out, "usage: mtastsd [-f] [-t] [-c FILE] [-V] [-S]\n"
 	             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
 	             "  -f       stay in the foreground and log to stderr (else detach, log to\n"
 	             "           syslog facility mail)\n"
 	             "  -t       check the configuration file and exit 0 (valid) or 1\n"
-	             "  -V       print the version and exit\n");
+	             "  -V       print the version and exit\n"
+	             "  -S       print every configuration option (tab-separated) and exit\n");
 }
 
 static void
@@ -99,6 +115,20 @@ daemon_on_stop_deadline(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(d->base, NULL);
 }
 
+/* Tells systemd (Type=notify) that the daemon serves, with a one-line status. */
+static void
+daemon_notify_ready(struct daemon *d, const char *event)
+{
+	struct engine_stats es;
+	char msg[256];
+
+	engine_get_stats(d->engine, &es);
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s: %zu listeners, %zu domains cached (%s)",
+	         event, d->cfg->nlisteners, es.entries,
+	         d->store != NULL ? d->store->ops->name : "memory");
+	sd_notify(0, msg);
+}
+
 static void
 daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -111,14 +141,17 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 
 		strbuf_init(&msg, 64 * 1024);
 		log_info("SIGHUP: reloading %s", d->cfg->path);
+		sd_notify(0, "RELOADING=1");
 		if (daemon_reload(d, &msg) == -1)
 			log_warnx("%s", msg.data != NULL ? msg.data : "reload failed");
 		strbuf_release(&msg);
+		daemon_notify_ready(d, "reloaded");
 		return;
 	}
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	sd_notify(0, "STOPPING=1");
 	log_info("shutdown: signal %s; no new connections, finishing pending answers",
 	         sig == SIGTERM ? "TERM" : "INT");
 	d->ev_stop = evtimer_new(d->base, daemon_on_stop_deadline, d);
@@ -129,18 +162,39 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* setgroups, setgid, setuid, then prove root cannot be regained. */
+/* Before anything is bound or created: a daemon parsing network input does not stay root. */
+static void
+refuse_root(const struct config_daemon *dc)
+{
+	if (geteuid() == 0 && dc->user[0] == '\0' && !dc->allow_root)
+		fatalx("refusing to run as root: set daemon.user (e.g. \"mtastsd\") so the daemon "
+		       "drops privileges after binding, or daemon.allow_root = true to accept the "
+		       "risk");
+}
+
 static void
 drop_privileges(const struct config_daemon *dc)
 {
 	struct passwd *pw;
 	gid_t gid;
 
-	if (dc->user[0] == '\0')
+	if (dc->user[0] == '\0') {
+		if (geteuid() == 0)
+			log_warnx("running as root (daemon.allow_root = true)");
 		return;
+	}
 	pw = getpwnam(dc->user);
 	if (pw == NULL)
 		fatalx("daemon.user: no such user \"%s\"; create it or change the setting",
 		       dc->user);
+	if (geteuid() != 0) {
+		/* Started as that user already, e.g. by systemd's User=. */
+		if (geteuid() != pw->pw_uid)
+			fatalx("daemon.user: cannot switch to \"%s\" when not started as root "
+			       "(running as uid %u)",
+			       dc->user, (unsigned)geteuid());
+		return;
+	}
 	gid = pw->pw_gid;
 	if (dc->group[0] != '\0') {
 		struct group *gr = getgrnam(dc->group);
@@ -644,6 +698,61 @@ hook_reload(void *arg, struct strbuf *out)
 	return daemon_reload(arg, out);
 }
 
+/* A listening socket's address as config.c writes it: "127.0.0.1:8461", "[::1]:8461",
+ * "unix:/path". False for anything else (abstract sockets, errors). */
+static bool
+socket_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	out[0] = '\0';
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, (unsigned)ntohs(sin->sin_port));
+		return true;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, (unsigned)ntohs(sin6->sin6_port));
+		return true;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+
+		if (sl <= offsetof(struct sockaddr_un, sun_path) || sun->sun_path[0] == '\0')
+			return false;
+		snprintf(out, len, "unix:%.*s", (int)(sl - offsetof(struct sockaddr_un, sun_path)),
+		         sun->sun_path);
+		return true;
+	}
+	return false;
+}
+
+/* The socket systemd passed for the listener named name (socket activation), or -1. */
+static int
+take_inherited(const char *name, int ninherited, bool taken[])
+{
+	char have[128];
+
+	for (int i = 0; i < ninherited; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+
+		if (!taken[i] && socket_name(fd, have, sizeof(have)) && strcmp(have, name) == 0) {
+			taken[i] = true;
+			return fd;
+		}
+	}
+	return -1;
+}
+
 static void
 daemon_setup(struct daemon *d)
 {
@@ -671,10 +780,32 @@ daemon_setup(struct daemon *d)
 	struct server_opts sopts = server_opts_of(cfg);
 	d->server = server_new(d->base, &sopts, d->lookup);
 	n = listens_of(cfg, specs);
-	for (size_t i = 0; i < n; i++)
-		if (server_listen(d->server, &specs[i], err, sizeof(err)) == -1)
+	int ninherited = sd_listen_fds(1);
+	bool taken[CONFIG_LISTENERS_MAX] = { false };
+
+	if (ninherited < 0 || ninherited > CONFIG_LISTENERS_MAX)
+		fatalx("systemd passed %d sockets; at most %d are usable", ninherited,
+		       CONFIG_LISTENERS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		int fd = take_inherited(specs[i].name, ninherited, taken);
+
+		if (fd != -1)
+			server_adopt(d->server, &specs[i], fd);
+		else if (server_listen(d->server, &specs[i], err, sizeof(err)) == -1)
 			fatalx("%s: listen[%zu]: %s", cfg->path != NULL ? cfg->path : "config", i,
 			       err);
+	}
+	for (int i = 0; i < ninherited; i++) {
+		char name[128];
+
+		if (!taken[i])
+			fatalx("%s: systemd passed a socket (%s) that no listen entry names; add "
+			       "{ address = \"%s\"; } to listen, or remove it from mtastsd.socket",
+			       cfg->path,
+			       socket_name(SD_LISTEN_FDS_START + i, name, sizeof(name)) ? name
+			                                                                : "?",
+			       name);
+	}
 
 	if (cfg->control.socket[0] != '\0') {
 		struct control_hooks h = { hook_status, hook_stats, hook_reload, d };
@@ -772,6 +903,10 @@ detach_begin(void)
 	if (pid == -1)
 		fatal("cannot detach from the terminal");
 	if (pid > 0) {
+		/* The parent only waits: the event loop's signal handling is the child's. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		close(p[1]);
 		while ((n = read(p[0], &c, 1)) == -1 && errno == EINTR)
 			;
@@ -835,7 +970,7 @@ main(int argc, char **argv)
 	struct strbuf err;
 	int ch, ready_fd = -1;
 
-	while ((ch = getopt(argc, argv, "c:ftVh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:ftVhS")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -848,6 +983,10 @@ main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("mtastsd %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'S':
+			/* The option table, for doc/man/check-conf-man.py: docs cannot drift. */
+			config_dump_schema(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -882,6 +1021,7 @@ main(int argc, char **argv)
 	/* Errors before the daemon is ready go to the terminal even when it detaches. */
 	log_init("mtastsd", true, d.cfg->daemon.log_level);
 	log_versions();
+	refuse_root(&d.cfg->daemon);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -889,6 +1029,14 @@ main(int argc, char **argv)
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
 		fatalx("c-ares initialisation failed");
 	d.base = daemon_event_base();
+	/* Caught from the start (handled once the loop runs): a SIGTERM while the store loads
+	 * still ends in a clean exit, not death by signal. */
+	d.ev_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
+	d.ev_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
+	d.ev_hup = evsignal_new(d.base, SIGHUP, daemon_on_signal, &d);
+	evsignal_add(d.ev_term, NULL);
+	evsignal_add(d.ev_int, NULL);
+	evsignal_add(d.ev_hup, NULL);
 	daemon_setup(&d);
 	if (!foreground) {
 		ready_fd = detach_begin();
@@ -901,13 +1049,6 @@ main(int argc, char **argv)
 	/* After the fork (sqlite connections and threads do not survive one) and as the
 	 * daemon's user, so every file the store creates is the user's. */
 	daemon_open_store(&d);
-
-	d.ev_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
-	d.ev_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
-	d.ev_hup = evsignal_new(d.base, SIGHUP, daemon_on_signal, &d);
-	evsignal_add(d.ev_term, NULL);
-	evsignal_add(d.ev_int, NULL);
-	evsignal_add(d.ev_hup, NULL);
 
 #ifdef HAVE_MALLOC_TRIM
 	struct timeval trim_every = { 2, 0 };
@@ -923,6 +1064,7 @@ main(int argc, char **argv)
 	         d.cfg->nlisteners, d.cfg->nmaps, d.store != NULL ? d.store->ops->name : "memory");
 	if (ready_fd != -1)
 		detach_finish(ready_fd, d.cfg);
+	daemon_notify_ready(&d, "serving");
 	event_base_dispatch(d.base);
 
 	daemon_teardown(&d);

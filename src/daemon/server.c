@@ -225,8 +225,10 @@ server_listener_free(struct server_listener *sl)
 	free(sl);
 }
 
+/* Binds spec's address, or wraps fd when it is not -1 (an inherited listening socket). */
 static struct server_listener *
-server_listener_new(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
+server_listener_new(struct server *s, const struct server_listen *spec, int fd, char *err,
+                    size_t errlen)
 {
 	struct server_listener *sl = xcalloc(1, sizeof(*sl));
 
@@ -234,8 +236,9 @@ server_listener_new(struct server *s, const struct server_listen *spec, char *er
 	sl->proto = spec->proto;
 	sl->mode = spec->mode;
 	sl->map = spec->map != NULL ? xstrdup(spec->map) : NULL;
-	sl->l = listener_new(s->base, spec->host, spec->port, spec->path, spec->mode,
-	                     server_on_accept, sl, err, errlen);
+	sl->l = fd != -1 ? listener_adopt(s->base, fd, spec->name, server_on_accept, sl)
+	                 : listener_new(s->base, spec->host, spec->port, spec->path, spec->mode,
+	                                server_on_accept, sl, err, errlen);
 	if (sl->l == NULL) {
 		free(sl->map);
 		free(sl);
@@ -249,18 +252,30 @@ server_listener_new(struct server *s, const struct server_listen *spec, char *er
 	return sl;
 }
 
-int
-server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
+static void
+server_add_listener(struct server *s, struct server_listener *sl)
 {
-	struct server_listener *sl = server_listener_new(s, spec, err, errlen);
-
-	if (sl == NULL)
-		return -1;
 	sl->next = s->listeners;
 	s->listeners = sl;
 	s->stats.listeners++;
 	if (s->started)
 		listener_resume(sl->l);
+}
+
+void
+server_adopt(struct server *s, const struct server_listen *spec, int fd)
+{
+	server_add_listener(s, server_listener_new(s, spec, fd, NULL, 0));
+}
+
+int
+server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen)
+{
+	struct server_listener *sl = server_listener_new(s, spec, -1, err, errlen);
+
+	if (sl == NULL)
+		return -1;
+	server_add_listener(s, sl);
 	return 0;
 }
 
@@ -291,7 +306,7 @@ server_apply(struct server *s, const struct server_listen *specs, size_t n, char
 	for (size_t i = 0; i < n; i++) {
 		if (server_find_listener(s, specs[i].name) != NULL)
 			continue;
-		sl = server_listener_new(s, &specs[i], err, errlen);
+		sl = server_listener_new(s, &specs[i], -1, err, errlen);
 		if (sl == NULL) {
 			while ((sl = added) != NULL) {
 				added = sl->next;

@@ -34,6 +34,8 @@ struct server *server_new(struct event_base *base, const struct server_opts *opt
                           struct lookup *lk);
 /* Binds one listener (paused until server_start); -1 with a message in err on failure. */
 int server_listen(struct server *s, const struct server_listen *spec, char *err, size_t errlen);
+/* Like server_listen, for a socket already listening (systemd socket activation). */
+void server_adopt(struct server *s, const struct server_listen *spec, int fd);
 void server_start(struct server *s);
 /*
  * Reload: makes the listeners exactly specs. New addresses are bound first; if one fails,

@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "base/xmalloc.h"
+#include "io/certinfo.h"
 
 /* A zeroed fetch_opts must not mean "no deadline" (curl's meaning of 0) or "never start". */
 #define FETCH_DEFAULT_TIMEOUT_MS 10000U
@@ -76,6 +77,7 @@ struct fetch_req {
 	char cert_issuer[FETCH_CERT_TEXT_MAX];
 	char cert_not_after[FETCH_CERT_TEXT_MAX];
 	int tls_version;
+	struct certinfo *cert; /* only with fetch_opts.cert_details */
 };
 
 /* curl keeps a pointer to one of these per socket (curl_multi_assign). */
@@ -99,6 +101,7 @@ struct fetch {
 	unsigned timeout_ms;
 	size_t body_max;
 	unsigned max_parallel;
+	bool cert_details;
 
 	struct fetch_req_list queued;
 	struct fetch_req_list running;
@@ -226,6 +229,7 @@ fetch_req_free(struct fetch_req *req)
 	strbuf_release(&req->body);
 	free(req->host);
 	free(req->url);
+	free(req->cert);
 	free(req);
 }
 
@@ -364,12 +368,16 @@ fetch_on_verify(X509_STORE_CTX *xs, void *arg)
 	struct fetch_req *req = arg;
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
 	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	int ok;
 
 	if (ssl != NULL)
 		req->tls_version = SSL_version(ssl);
 	if (leaf != NULL)
 		fetch_req_note_cert(req, leaf);
-	return X509_verify_cert(xs);
+	ok = X509_verify_cert(xs);
+	if (req->cert != NULL)
+		certinfo_note(req->cert, xs, ssl);
+	return ok;
 }
 
 /*
@@ -447,6 +455,8 @@ fetch_req_finish(struct fetch_req *req, CURLcode rc)
 	res.cert_issuer = req->cert_issuer;
 	res.cert_not_after = req->cert_not_after;
 	res.tls_version = req->tls_version;
+	if (req->cert != NULL && req->cert->verify[0] != '\0')
+		res.cert = req->cert;
 	fetch_req_deliver(req, &res);
 }
 
@@ -737,6 +747,8 @@ fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
 	req->arg = arg;
 	req->start_ms = fetch_now_ms();
 	req->host = xstrndup(host, FETCH_HOST_MAX + 1);
+	if (f->cert_details)
+		req->cert = xcalloc(1, sizeof(*req->cert));
 	strbuf_init(&req->body, f->body_max);
 	why = fetch_req_build(req, port, path, addrs, naddrs);
 	if (why != NULL) {
@@ -801,6 +813,7 @@ fetch_new(struct event_base *base, const struct fetch_opts *opts)
 	f->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : FETCH_DEFAULT_TIMEOUT_MS;
 	f->body_max = opts->body_max;
 	f->max_parallel = opts->max_parallel > 0 ? opts->max_parallel : 1;
+	f->cert_details = opts->cert_details;
 	LIST_INIT(&f->socks);
 	TAILQ_INIT(&f->queued);
 	TAILQ_INIT(&f->running);

@@ -2,12 +2,14 @@
 #ifndef MTASTS_IO_FETCH_H
 #define MTASTS_IO_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
 struct fetch;
 struct fetch_req;
+struct certinfo;
 
 enum fetch_status {
 	FETCH_OK = 0,    /* a complete HTTP response arrived (any status code) */
@@ -35,6 +37,9 @@ struct fetch_result {
 	const char *cert_issuer;
 	const char *cert_not_after; /* as OpenSSL prints it, e.g. "Jan  1 00:00:00 2030 GMT" */
 	int tls_version;            /* e.g. 0x0303 for TLS 1.2, 0 if unknown */
+	/* With fetch_opts.cert_details, once chain verification ran: SAN, verification result,
+	 * missing intermediate, cipher (io/certinfo.h). NULL otherwise. */
+	const struct certinfo *cert;
 };
 
 struct fetch_opts {
@@ -44,6 +49,9 @@ struct fetch_opts {
 	size_t body_max;        /* e.g. 65536; exactly body_max is accepted */
 	const char *user_agent; /* NULL = "mtastsd/<version>" */
 	unsigned max_parallel;  /* transfers running at once; the rest queue; 0 = 1 */
+	/* Collect struct certinfo for each result (mtasts-check); off for the daemon, which
+	 * needs only the subject, issuer and expiry it already gets. */
+	bool cert_details;
 };
 
 typedef void (*fetch_cb)(void *arg, const struct fetch_result *res);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,8 @@
  */
 
 /* Lookups wait this long for a lock another process holds, the writer this long. */
+/* The writer thread's nice value relative to the daemon (see sq_writer_main). */
+#define SQ_WRITER_NICE    10
 #define SQ_LOOP_BUSY_MS   200
 #define SQ_WRITER_BUSY_MS 5000
 /* Expired rows are deleted this often. */
@@ -552,6 +555,10 @@ sq_writer_main(void *arg)
 	struct timespec now, deadline = { 0, 0 }, sweep_at, wake;
 	bool armed = false;
 
+	/* Disk writes yield to the event loop when they share a core: a batch must not delay
+	 * Postfix's lookups (on Linux the nice value is per thread). */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), SQ_WRITER_NICE) == -1)
+		log_debug("store backend=sqlite result=nice-failed reason=\"%s\"", strerror(errno));
 	clock_gettime(CLOCK_MONOTONIC, &sweep_at); /* a first sweep right away */
 	pthread_mutex_lock(&s->mu);
 	for (;;) {

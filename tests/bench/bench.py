@@ -444,7 +444,7 @@ def daemon_conf(workdir, w, port, dns_cache_size=None, backend="sqlite"):
     """The bench configuration; dns.cache_size None keeps the shipped default."""
     cache = "" if dns_cache_size is None else f" cache_size = {dns_cache_size};"
     return f"""# mtastsd.conf written by tests/bench/bench.py
-daemon: {{ log_level = "warn"; state_dir = "{workdir}"; runtime_dir = "{workdir}"; }};
+daemon: {{ log_level = "warn"; state_dir = "{workdir}"; runtime_dir = "{workdir}"; allow_root = true; }};
 listen = ( {{ protocol = "socketmap"; address = "127.0.0.1:{port}"; }} );
 maps = ( {{ name = "{MAP}"; }} );
 limits: {{ max_connections = 4096; max_connections_per_ip = 4096; }};

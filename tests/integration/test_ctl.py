@@ -23,7 +23,7 @@ SM = "socketmap:inet:127.0.0.1:8461:postfix"
 CONFIG = """
 listen = ( { protocol = "socketmap"; address = "127.0.0.1:8461"; }%(extra)s );
 maps = ( { name = "postfix"; } );
-daemon: { runtime_dir = "%(rundir)s"; };
+daemon: { runtime_dir = "%(rundir)s"; allow_root = true; };
 dns: { servers = ["%(dns)s"]; timeout = 500; max_ttl = 1; negative_ttl = 1; };
 fetch: { timeout = 3000; ca_file = "%(ca)s"; };
 cache: { recheck_interval = 1; };

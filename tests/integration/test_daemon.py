@@ -27,11 +27,12 @@ listen = (
   { protocol = "tcp_table"; address = "127.0.0.1:8462"; map = "postfix"; }
 );
 maps = ( { name = "postfix"; }, { name = "strict"; strict_testing = true; } );
-daemon: { log_level = "debug"; runtime_dir = "%(workdir)s"; };
+daemon: { log_level = "debug"; runtime_dir = "%(workdir)s"; allow_root = true; };
 limits: { lookup_timeout = 3000; };
 dns: { servers = ["%(dns)s"]; timeout = 500; tries = 2; max_ttl = 1; negative_ttl = 1;
        servfail_ttl = 1; };
 fetch: { timeout = 2000; ca_file = "%(ca)s"; };
+control: { socket = "%(workdir)s/control.sock"; };
 cache: { recheck_interval = %(recheck)d; };
 sqlite: { path = "%(workdir)s/cache.db"; write_interval = 100; };
 """

@@ -3,6 +3,7 @@
 proactive refresh, against the real test world, a real redis-server and postmap (issue 5)."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ ENFORCED = [f"e{i}.test" for i in range(5)]
 BASE = """
 listen = ( { protocol = "socketmap"; address = "127.0.0.1:%(port)d"; } );
 maps = ( { name = "postfix"; } );
-daemon: { runtime_dir = "%(dir)s"; };
+daemon: { runtime_dir = "%(dir)s"; allow_root = true; };
 limits: { lookup_timeout = 3000; };
 dns: { servers = ["%(dns)s"]; timeout = 300; tries = 1; max_ttl = 1; negative_ttl = 1;
        servfail_ttl = 1; };
@@ -52,6 +53,14 @@ def redis_conf(ctx, port, **kw):
                 extra='cache: { backend = "redis"; recheck_interval = 1; };\n'
                       f'redis: {{ address = "127.0.0.1:{REDIS_PORT}"; timeout = 300; '
                       'prefix = "fleet:"; };\n', **kw)
+
+
+def ctl_json(ctl_sock, *args):
+    ctl = os.environ.get("MTASTS_CTL") or str(taplib.TOP_SRCDIR / "build" / "mtasts-ctl")
+    r = subprocess.run([ctl, "-s", str(ctl_sock), "--json", *args], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+    return json.loads(r.stdout)
 
 
 def secure(domain):
@@ -205,14 +214,18 @@ def _(ctx):
     stop_redis(ctx)
 
 
-@T("proactive refresh: refetched before expiry, no lookup waits, a changed policy picked up")
+@T("proactive refresh: refetched before expiry, no lookup waits, a changed policy picked up; "
+   "a failed refresh keeps the policy, backs off, shows in show and stats")
 def _(ctx):
     w = ctx["w"]
     short = "version: STSv1\nmode: enforce\nmx: mx1.refresh.test\nmax_age: 12\n"
     w.add_domain("refresh.test", txt_ttl=1, policy=short)
+    ctl_sock = w.workdir / "refresh-control.sock"
     extra = ('cache: { backend = "memory"; recheck_interval = 1; };\n'
              'refresh: { window = 4; scan_interval = 1; concurrency = 2; };\n')
-    d = w.daemon(conf(ctx, extra=extra), name="refresh")
+    d = w.daemon(conf(ctx, extra=extra).replace('control: { socket = ""; };',
+                                                f'control: {{ socket = "{ctl_sock}"; }};'),
+                 name="refresh")
     assert query(w, "refresh.test") == secure("refresh.test")
     t0 = time.monotonic()
     assert w.request_count("refresh.test") == 1
@@ -236,7 +249,17 @@ def _(ctx):
     # Past the old policy's expiry: still answered from the refreshed one, no lookup fetch.
     time.sleep(max(0, 12.5 - (time.monotonic() - t0)))
     assert query(w, "refresh.test") == "secure match=mx2.refresh.test servername=hostname\n"
-    assert "refresh" in d.log_text()
+    # A failed refresh keeps the policy, backs off, and shows in mtasts-ctl show and stats.
+    w.set_policy("refresh.test", None)
+    W.wait_until(lambda: ctl_json(ctl_sock, "stats")["refresh"]["failed"] >= 1, 12,
+                 what="a failed refresh")
+    st = ctl_json(ctl_sock, "stats")["refresh"]
+    assert st["ok"] >= 1 and st["failed"] == 1, st
+    show = ctl_json(ctl_sock, "show", "refresh.test")
+    assert show["last_error"] == "sts-policy-fetch-error", show
+    assert show["backoff_until"] > time.time() + 200, show
+    assert "404" in show["last_fetch"]["result"], show["last_fetch"]
+    assert query(w, "refresh.test") == "secure match=mx2.refresh.test servername=hostname\n"
     d.stop()
 
 

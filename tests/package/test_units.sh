@@ -43,7 +43,7 @@ check() {
 	fi
 }
 
-echo "1..9"
+echo "1..10"
 
 # ---- systemd units ----
 units=("$src/systemd/mtastsd.service" "$src/systemd/mtastsd.socket")
@@ -104,7 +104,7 @@ fi
 
 # ---- man pages ----
 if have mandoc; then
-	for page in mtastsd.8 mtastsd.conf.5 mtasts-ctl.8; do
+	for page in mtastsd.8 mtastsd.conf.5 mtasts-ctl.8 mtasts-check.1; do
 		# Everything mandoc says counts, except the cross-references to pages that are
 		# not installed here (ours, Postfix's) and the state of the system's mandoc.db.
 		mandoc -Tlint -Wstyle "$src/doc/man/$page" 2>&1 |
@@ -116,7 +116,7 @@ if have mandoc; then
 		fi
 	done
 else
-	for page in mtastsd.8 mtastsd.conf.5 mtasts-ctl.8; do
+	for page in mtastsd.8 mtastsd.conf.5 mtasts-ctl.8 mtasts-check.1; do
 		missing "mandoc -Tlint $page" mandoc
 	done
 fi

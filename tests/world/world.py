@@ -1694,6 +1694,9 @@ class World:
         if self.pytls is not None and not self.pytls.stop_event.is_set():
             self.pytls.stop(timeout)
             self._log("python TLS server stopped")
+        for srv in getattr(self, "smtp_servers", []):
+            srv.stop(timeout)
+        self.smtp_servers = []
         self.nginx.stop(timeout)
         self.dns.stop(timeout)
         if self.started:
@@ -1781,6 +1784,19 @@ class World:
         if spec.served_by == "nginx" or spec.served_by == "python":
             self.ca.leaf(spec.policy_host, spec.cert)
         self.nginx.write_body(spec)
+
+    def add_mx_server(self, host, address, *, cert="good", starttls=True, port=25):
+        """A real SMTP server for MX host at address:port (STARTTLS with a world certificate of
+        kind cert for host, or no STARTTLS at all), and host's A record pointing there."""
+        from smtp_server import SmtpServer
+        chain, key = self.ca.leaf(host, cert)
+        srv = SmtpServer(address, port, chain, key, starttls=starttls, name=host)
+        if not hasattr(self, "smtp_servers"):
+            self.smtp_servers = []
+        self.smtp_servers.append(srv)
+        self.set_records(host, "A", [address])
+        self._log(f"smtp server for {host} at {address}:{port} cert={cert} starttls={starttls}")
+        return srv
 
     def add_domain(self, domain, **kw):
         """Configure DNS and HTTPS for domain (see README for every option). Re-adding a domain
