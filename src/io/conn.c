@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -38,6 +39,7 @@ struct conn {
 	size_t request_max;
 	unsigned max_pending;
 	struct timeval idle;
+	time_t last_read; /* loop time of the last input; the idle timer checks it lazily */
 	char *tcptable_map;
 
 	struct event *ev_read;
@@ -329,6 +331,16 @@ conn_process(struct conn *c)
 		conn_set_reading(c, false);
 }
 
+/* The loop's cached clock: no system call per request. */
+static time_t
+conn_now(struct conn *c)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(c->base, &tv);
+	return tv.tv_sec;
+}
+
 static void
 conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -349,7 +361,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in_len += (size_t)n;
-	event_add(c->ev_idle, &c->idle);
+	c->last_read = conn_now(c);
 	conn_process(c);
 }
 
@@ -368,9 +380,15 @@ static void
 conn_on_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	time_t idle_for = conn_now(c) - c->last_read;
 
-	if (c->npending > 0) {
-		event_add(c->ev_idle, &c->idle);
+	/* Re-armed here rather than on every read: a timer per request costs a heap update. */
+	if (c->npending > 0 || idle_for < c->idle.tv_sec) {
+		struct timeval rest = { c->npending > 0 ? c->idle.tv_sec
+			                                : c->idle.tv_sec - idle_for,
+			                0 };
+
+		event_add(c->ev_idle, &rest);
 		return;
 	}
 	log_debug("conn peer=%s idle timeout; closing", c->peer);
@@ -422,6 +440,7 @@ conn_new(struct event_base *base, int fd, enum conn_proto proto, const char *pee
 	event_priority_set(c->ev_idle, CONN_PRIORITY);
 	event_priority_set(c->ev_close, CONN_PRIORITY);
 	conn_set_reading(c, true);
+	c->last_read = conn_now(c);
 	event_add(c->ev_idle, &c->idle);
 	return c;
 }

@@ -77,11 +77,26 @@ netstring_error_str(enum netstring_error err)
 }
 
 int
+netstring_put_head(struct strbuf *out, size_t len)
+{
+	/* By hand: this runs once per answer, and printf costs more than the rest of it. */
+	char digits[24];
+	size_t n = sizeof(digits);
+
+	digits[--n] = ':';
+	do {
+		digits[--n] = (char)('0' + len % 10);
+		len /= 10;
+	} while (len > 0);
+	return strbuf_append(out, digits + n, sizeof(digits) - n);
+}
+
+int
 netstring_encode(struct strbuf *out, const void *data, size_t len)
 {
 	size_t old = out->len;
 
-	if (strbuf_appendf(out, "%zu:", len) == -1 || strbuf_append(out, data, len) == -1 ||
+	if (netstring_put_head(out, len) == -1 || strbuf_append(out, data, len) == -1 ||
 	    strbuf_appendc(out, ',') == -1) {
 		strbuf_truncate(out, old);
 		return -1;

@@ -42,5 +42,7 @@ const char *netstring_error_str(enum netstring_error err);
 
 /* Appends "<len>:<data>," to out; -1 (out unchanged) if it does not fit out's max. */
 int netstring_encode(struct strbuf *out, const void *data, size_t len);
+/* Appends "LEN:", the head of a netstring whose payload the caller appends; -1 if full. */
+int netstring_put_head(struct strbuf *out, size_t len);
 
 #endif

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "proto/netstring.h"
+
 static const char *const socketmap_status_names[] = {
 	[SOCKETMAP_OK] = "OK",     [SOCKETMAP_NOTFOUND] = "NOTFOUND",
 	[SOCKETMAP_TEMP] = "TEMP", [SOCKETMAP_TIMEOUT] = "TIMEOUT",
@@ -55,8 +57,9 @@ socketmap_format_reply(struct strbuf *out, enum socketmap_status status, const c
 		return -1;
 	total = prefix + len;
 	/* Framed here rather than by netstring_encode to avoid copying the payload twice. */
-	if (strbuf_appendf(out, "%zu:%s ", total, name) == -1 ||
-	    strbuf_append(out, data, len) == -1 || strbuf_appendc(out, ',') == -1) {
+	if (netstring_put_head(out, total) == -1 || strbuf_append(out, name, prefix - 1) == -1 ||
+	    strbuf_appendc(out, ' ') == -1 || strbuf_append(out, data, len) == -1 ||
+	    strbuf_appendc(out, ',') == -1) {
 		strbuf_truncate(out, old);
 		return -1;
 	}

@@ -41,10 +41,12 @@
  */
 
 /* Lookups wait this long for a lock another process holds, the writer this long. */
-/* The writer thread's nice value relative to the daemon (see sq_writer_main). */
-#define SQ_WRITER_NICE    10
 #define SQ_LOOP_BUSY_MS   200
 #define SQ_WRITER_BUSY_MS 5000
+/* The writer thread's nice value relative to the daemon (see sq_writer_main). */
+#define SQ_WRITER_NICE 10
+/* sqlite's page cache per connection, in KiB (see sq_open_db). */
+#define SQ_PAGE_CACHE_KIB "256"
 /* Expired rows are deleted this often. */
 #define SQ_SWEEP_INTERVAL_S 60
 /*
@@ -896,6 +898,9 @@ sq_open_db(struct store_sqlite *s, int flags, unsigned busy_ms, sqlite3 **dbp, c
 	}
 	sqlite3_extended_result_codes(*dbp, 1);
 	sqlite3_busy_timeout(*dbp, (int)busy_ms);
+	/* Lookups are answered from the daemon's own cache; sqlite's page cache only serves
+	 * batch writes and rare point reads, so its 2 MiB default per connection is waste. */
+	(void)sq_exec(*dbp, "PRAGMA cache_size=-" SQ_PAGE_CACHE_KIB);
 	return 0;
 }
 

@@ -831,6 +831,11 @@ class Bench:
         if "cold" in sc:
             lines.append("")
             for name, r in sc["cold"].items():
+                if name == "floor":
+                    lines.append(f"cold floor    : a bare OpenSSL client (one SSL_CTX, no DNS, no "
+                                 f"event loop): {r['cpu_ms_per_fetch']:.3f} ms CPU per policy fetch "
+                                 f"({r['fetches']} hosts)")
+                    continue
                 lines.append(f"cold {name:<9}: {r['domains']} new domains in {r['elapsed_s']:.2f} s = "
                              f"{r['domains'] / r['elapsed_s']:.0f} domains/s, daemon CPU "
                              f"{r['cpu_ms_per_domain']:.3f} ms/domain "
