@@ -32,6 +32,7 @@ enum probe_state {
 	PROBE_S_EHLO,
 	PROBE_S_STARTTLS,
 	PROBE_S_HANDSHAKE,
+	PROBE_S_QUIT, /* result decided; QUIT sent, waiting for its reply or the close */
 	PROBE_S_DONE,
 };
 
@@ -134,6 +135,23 @@ probe_release(struct probe_req *req)
 static void probe_finish(struct probe_req *req, enum probe_status st, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Delivers the result already in req->res (from the event loop, never inside a call). */
+static void
+probe_done(struct probe_req *req)
+{
+	req->state = PROBE_S_DONE;
+	probe_release(req);
+	event_active(req->defer, EV_TIMEOUT, 0);
+}
+
+static void
+probe_set(struct probe_req *req, enum probe_status st, const char *fmt, va_list ap)
+{
+	req->res.status = st;
+	if (fmt != NULL)
+		vsnprintf(req->res.detail, sizeof(req->res.detail), fmt, ap);
+}
+
 static void
 probe_finish(struct probe_req *req, enum probe_status st, const char *fmt, ...)
 {
@@ -141,15 +159,35 @@ probe_finish(struct probe_req *req, enum probe_status st, const char *fmt, ...)
 
 	if (req->state == PROBE_S_DONE)
 		return;
-	req->state = PROBE_S_DONE;
-	req->res.status = st;
-	if (fmt != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(req->res.detail, sizeof(req->res.detail), fmt, ap);
-		va_end(ap);
+	if (req->state == PROBE_S_QUIT) {
+		/* Whatever goes wrong after QUIT, the result was decided before it. */
+		probe_done(req);
+		return;
 	}
-	probe_release(req);
-	event_active(req->defer, EV_TIMEOUT, 0);
+	va_start(ap, fmt);
+	probe_set(req, st, fmt, ap);
+	va_end(ap);
+	probe_done(req);
+}
+
+static void probe_quit(struct probe_req *req, enum probe_status st, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/*
+ * Decides the result, then ends the session politely: QUIT, and the reply or the close
+ * awaited (within the probe's deadline). Hanging up at once would cut the TLS handshake's
+ * last flight and leave "lost connection after STARTTLS" in the MX operator's logs.
+ */
+static void
+probe_quit(struct probe_req *req, enum probe_status st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	probe_set(req, st, fmt, ap);
+	va_end(ap);
+	evbuffer_add_printf(bufferevent_get_output(req->bev), "QUIT\r\n");
+	req->state = PROBE_S_QUIT;
 }
 
 /* Peer text into detail: printable ASCII only, the rest as '?'. */
@@ -164,6 +202,7 @@ probe_note_line(struct probe_req *req, const char *line)
 }
 
 static void probe_on_event(struct bufferevent *bev, short what, void *arg);
+static void probe_on_read(struct bufferevent *bev, void *arg);
 
 static void
 probe_start_tls(struct probe_req *req)
@@ -191,7 +230,7 @@ probe_start_tls(struct probe_req *req)
 	}
 	req->bev = tls;
 	req->state = PROBE_S_HANDSHAKE;
-	bufferevent_setcb(tls, NULL, NULL, probe_on_event, req);
+	bufferevent_setcb(tls, probe_on_read, NULL, probe_on_event, req);
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
 }
 
@@ -235,8 +274,7 @@ probe_on_line(struct probe_req *req, const char *line)
 		if (!last)
 			return;
 		if (!req->starttls_offered) {
-			evbuffer_add_printf(bufferevent_get_output(req->bev), "QUIT\r\n");
-			probe_finish(req, PROBE_NO_STARTTLS, "EHLO does not offer STARTTLS");
+			probe_quit(req, PROBE_NO_STARTTLS, "EHLO does not offer STARTTLS");
 			return;
 		}
 		evbuffer_add_printf(bufferevent_get_output(req->bev), "STARTTLS\r\n");
@@ -255,6 +293,10 @@ probe_on_line(struct probe_req *req, const char *line)
 			return;
 		}
 		probe_start_tls(req);
+		return;
+	case PROBE_S_QUIT:
+		if (last)
+			probe_done(req);
 		return;
 	default:
 		return;
@@ -306,9 +348,13 @@ probe_on_event(struct bufferevent *bev, short what, void *arg)
 			if (c != NULL)
 				snprintf(req->res.cert.cipher, sizeof(req->res.cert.cipher), "%s",
 				         SSL_CIPHER_get_name(c));
-			evbuffer_add_printf(bufferevent_get_output(bev), "QUIT\r\n");
-			probe_finish(req, PROBE_OK, NULL);
+			probe_quit(req, PROBE_OK, NULL);
 		}
+		return;
+	}
+	if (req->state == PROBE_S_QUIT) {
+		/* The server closing after QUIT, or failing then: the result stands. */
+		probe_done(req);
 		return;
 	}
 	if (req->state == PROBE_S_HANDSHAKE) {
@@ -339,6 +385,10 @@ probe_on_timeout(evutil_socket_t fd, short what, void *arg)
 	};
 	struct probe_req *req = arg;
 
+	if (req->state == PROBE_S_QUIT) {
+		probe_done(req);
+		return;
+	}
 	probe_finish(req, PROBE_TIMEOUT, "timed out %s",
 	             req->state < PROBE_S_DONE ? where[req->state] : "");
 }

@@ -52,7 +52,10 @@ text_head(const struct text_ctx *t, const char *title, const char *what)
 static void
 text_kv(const struct text_ctx *t, const char *key, const char *val)
 {
-	fprintf(t->out, "  %-13s %s\n", key, val);
+	if (val[0] == '\0')
+		fprintf(t->out, "  %s\n", key); /* a heading for what follows: no trailing blanks */
+	else
+		fprintf(t->out, "  %-13s %s\n", key, val);
 }
 
 /* A table: rows of ncol cells; column widths from the content; the last column unpadded. */

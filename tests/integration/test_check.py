@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_check.py: mtasts-check against the real test world (unbound, nginx with the world CA) and
-real SMTP servers with STARTTLS on loopback (issue 7). Rule IDs: /work/shared/RFC-NOTES.md."""
+real Postfix smtpd services with STARTTLS on loopback (issue 7). Rule IDs: /work/shared/RFC-NOTES.md."""
 
 import json
 import os
@@ -108,6 +108,8 @@ def setup():
                                            ("noint", "no-intermediate", True),
                                            ("plain", "good", False)]):
         w.add_mx_server(f"{host}.probe.test", f"127.0.0.{11 + i}", cert=kind, starttls=tls)
+    # The README's example: enf.test's covered MX is a real Postfix with a good certificate.
+    w.add_mx_server("mx1.enf.test", "127.0.0.16")
     return {"w": w}
 
 
@@ -248,6 +250,26 @@ def _(ctx):
     assert sum("would fail MTA-STS validation" in a for a in d["alerts"]) == 4, d["alerts"]
     t = run(ctx, "probe.test", probe=True)
     assert "4. MX TLS probe" in t.stdout and "missing intermediate" in t.stdout, t.stdout
+    # A polite prober: every session ends with QUIT, none in the middle of TLS (Postfix's log).
+    log = (ctx["w"].workdir / "mx" / "maillog").read_text()
+    assert "lost connection" not in log, log
+    ends = [line for line in log.splitlines() if "disconnect from" in line]
+    assert len(ends) >= 10 and all("quit=1" in line for line in ends), ends
+
+
+@T("README example: enf.test with --probe-mx answers all seven questions")
+def _(ctx):
+    t = run(ctx, "--probe-mx", "enf.test")
+    assert t.returncode == 0, (t.returncode, t.stdout, t.stderr)
+    for section in ("1. MTA-STS TXT record", "2. Policy", "3. MX coverage", "4. MX TLS probe",
+                    "5. TLS-RPT record", "6. Verdict  ENFORCING", "7. mtastsd would answer"):
+        assert section in t.stdout, (section, t.stdout)
+    assert "NOT COVERED" in t.stdout and "!! DANGER" in t.stdout, t.stdout
+    d = check_json(ctx, "enf.test", probe=True)
+    mx1 = next(h for h in d["mx"]["hosts"] if h["host"] == "mx1.enf.test")
+    assert mx1["probes"][0]["status"] == "ok" and mx1["probes"][0]["accepted"], mx1
+    if os.environ.get("README_EXAMPLE"):
+        Path(os.environ["README_EXAMPLE"]).write_text(t.stdout)
 
 
 taplib.run(setup, teardown)

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -540,6 +541,70 @@ def t_python_variants(w):
     return f"eof: curl rc={p.returncode}"
 
 
+# ---- SMTP: the private Postfix for add_mx_server() ------------------------------------------------
+
+def smtp_session(address, host, ctx=None):
+    """Banner, EHLO, and (with ctx) STARTTLS verified for host, as a sender would; then QUIT.
+    Returns (banner, EHLO offered STARTTLS, STARTTLS reply code, peer certificate or None)."""
+    s = smtplib.SMTP(timeout=5)
+    try:
+        _code, banner = s.connect(address, 25)
+        s.ehlo("selftest.invalid")
+        offered, cert, code = s.has_extn("starttls"), None, None
+        if ctx is not None:
+            code, _ = s.docmd("STARTTLS")
+            if code == 220:
+                s.sock = ctx.wrap_socket(s.sock, server_hostname=host)
+                s.file = None
+                cert = s.sock.getpeercert()
+                s.ehlo("selftest.invalid")
+        s.quit()
+        return banner.decode(), offered, code, cert
+    finally:
+        s.close()
+
+
+@test("SMTP: add_mx_server() is a real Postfix smtpd: its banner, STARTTLS with the host's "
+      "certificate (world CA), or no STARTTLS; A record set; handshakes in the maillog")
+def t_mx_servers(w):
+    t0 = time.monotonic()
+    w.add_mx_server("mx1.smtp.test", "127.0.0.21")
+    took = time.monotonic() - t0
+    w.add_mx_server("plain.smtp.test", "127.0.0.22", starttls=False)
+    STATE["wrong_mx"] = w.add_mx_server("wrong.smtp.test", "127.0.0.23", cert="wrong-name")
+    ctx = ssl.create_default_context(cafile=w.ca_file)
+    banner, offered, code, cert = smtp_session("127.0.0.21", "mx1.smtp.test", ctx)
+    check(banner == "mx1.smtp.test ESMTP Postfix" and offered and code == 220,
+          (banner, offered, code))
+    check(cert["subjectAltName"] == (("DNS", "mx1.smtp.test"),), cert)
+    check("intermediate" in str(cert["issuer"]), cert["issuer"])
+    check(w.dns_query("mx1.smtp.test", "A").rrs("A")[0].value == "127.0.0.21")
+    banner, offered, code, cert = smtp_session("127.0.0.22", "plain.smtp.test", ctx)
+    check(banner == "plain.smtp.test ESMTP Postfix" and not offered and code != 220,
+          (banner, offered, code))
+    try:
+        smtp_session("127.0.0.23", "wrong.smtp.test", ctx)
+        raise AssertionError("the wrong-name certificate was accepted")
+    except ssl.SSLCertVerificationError as e:
+        check("Hostname mismatch" in str(e), e)
+    log = w.mx.log_text()
+    check("TLS connection established from" in log and "postfix/smtpd" in log, log[-2000:])
+    return f"first add_mx_server (Postfix start) took {took:.2f}s"
+
+
+@test("SMTP: MxServer.stop() removes the service (port refused); one server per address:port")
+def t_mx_stop(w):
+    srv = STATE["wrong_mx"]
+    srv.stop()
+    check(not W.tcp_accepts("127.0.0.23", 25), "127.0.0.23:25 still accepts")
+    check(W.smtp_greeting("127.0.0.21", 25, starttls=True) == "mx1.smtp.test ESMTP Postfix")
+    try:
+        w.add_mx_server("again.smtp.test", "127.0.0.21")
+        raise AssertionError("a second server on 127.0.0.21:25 was accepted")
+    except ValueError:
+        pass
+
+
 # ---- socketmap and postmap ------------------------------------------------------------------------
 
 @test("daemon(): starts a stand-in with `-f -c <config>`, ready when its port accepts")
@@ -645,8 +710,10 @@ def t_daemon_failures(w):
 
 @test("stop(): every process ends (by PID), ports are free again, logs stay in the workdir")
 def t_stop(w):
+    postfix = w.mx._pids() if w.mx is not None else []
+    check(len(postfix) >= 3, f"Postfix processes: {postfix} (master, postlogd, smtpd, ...)")
     pids = [w.dns.proc.pid, w.nginx.proc.pid] + W._child_pids(w.nginx.proc.pid) + \
-        [d.pid for d in w.daemons]
+        [d.pid for d in w.daemons] + postfix
     t0 = time.monotonic()
     w.stop()
     took = time.monotonic() - t0
@@ -655,12 +722,14 @@ def t_stop(w):
     for family, kind, addr in ((socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 53)),
                                (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 443)),
                                (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.2", 443)),
+                               (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.21", 25)),
                                (socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 8461))):
         s = socket.socket(family, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(addr)
         s.close()
-    for f in ("world.log", "dns/unbound.log", "https/access.log", "https/error.log", "fixed.log"):
+    for f in ("world.log", "dns/unbound.log", "https/access.log", "https/error.log", "fixed.log",
+              "mx/maillog"):
         check((w.workdir / f).exists(), f"{f} missing")
     check(took < 10, f"stop took {took:.1f}s")
     return f"stopped {len(pids)} processes in {took:.2f}s"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""world.py: the mtastsd integration test world: runtime CA, unbound, nginx, odd TLS server, clients.
+"""world.py: the mtastsd integration test world: runtime CA, unbound, nginx, odd TLS server, Postfix
+smtpd as MX hosts, clients.
 
 Stdlib only (Debian 12 python3). Run the tests that use it under tests/world/netns-run, which gives
 them a private network namespace where the real ports 53 and 443 on loopback are free. See
@@ -23,6 +24,7 @@ import random
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import struct
@@ -1542,6 +1544,236 @@ class PyTlsServer:
 
 
 # ================================================================================================
+# a private Postfix for add_mx_server(): real smtpd with STARTTLS for mtasts-check --probe-mx
+# ================================================================================================
+
+def smtp_greeting(address, port, starttls=False, timeout=2.0):
+    """The banner of the SMTP server at address:port without its code ("host ESMTP Postfix"), or
+    None; with starttls, None as well unless EHLO, STARTTLS and a TLS handshake (certificate not
+    checked) succeed. Ends with QUIT, so smtpd logs a clean session."""
+    s = smtplib.SMTP(timeout=timeout)
+    try:
+        code, banner = s.connect(address, port)
+        if code != 220:
+            return None
+        if starttls:
+            s.ehlo("world.invalid")
+            if s.docmd("STARTTLS")[0] != 220:
+                return None
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            s.sock, s.file = ctx.wrap_socket(s.sock), None
+        s.quit()
+        return banner.decode("ascii", "replace")
+    except (OSError, smtplib.SMTPException):
+        return None
+    finally:
+        s.close()
+
+
+class MxServer:
+    """What add_mx_server() returns: one smtpd service of the world's Postfix."""
+
+    def __init__(self, mx, host, address, port, cert, starttls, pem):
+        self.mx, self.host, self.address, self.port = mx, host, address, port
+        self.cert, self.starttls, self.pem = cert, starttls, pem
+
+    def stop(self, timeout=5.0):
+        """Remove this service from master.cf and reload; the port refuses connections after."""
+        self.mx.remove(self, timeout)
+
+
+class PostfixMx:
+    """One Postfix instance per world, in <workdir>/mx: etc/ (main.cf, master.cf), queue/, data/,
+    tls/ (key + chain per host and kind), maillog (maillog_file: there is no syslog in the
+    namespace), postfix.out (what the postfix command printed). Each MX server is an smtpd inet
+    service in master.cf with -o overrides for its name, certificate and STARTTLS; `postfix -c etc
+    start` on the first, `reload` on later changes, `stop` from World.stop()."""
+
+    ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+    def __init__(self, directory, log=None):
+        self.dir = Path(directory)
+        self.etc, self.queue, self.data, self.tls = (self.dir / n
+                                                     for n in ("etc", "queue", "data", "tls"))
+        self.maillog = self.dir / "maillog"
+        self.log = log or (lambda msg: None)
+        self.servers = {}        # (address, port) -> MxServer
+        self.running = False
+
+    def _render_main(self):
+        return (
+            "# main.cf of the world's private Postfix (world.py): smtpd for add_mx_server() only\n"
+            "compatibility_level = 3.6\n"
+            f"queue_directory = {self.queue}\n"
+            f"data_directory = {self.data}\n"
+            "mail_owner = postfix\n"
+            "setgid_group = postdrop\n"
+            "myhostname = mx.world.invalid\n"
+            # The services bind their own address (master.cf); inet_interfaces must only name
+            # addresses an interface has, or postfix refuses to start, and lo has just 127.0.0.1.
+            "inet_interfaces = loopback-only\n"
+            "inet_protocols = ipv4\n"
+            # postfix(1) and master log here through postlogd; maillog_file must match a prefix.
+            f"maillog_file = {self.maillog}\n"
+            f"maillog_file_prefixes = {self.dir}\n"
+            "import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE "
+            "POSTLOG_HOSTNAME\n"
+            # Nothing is local, nothing is relayed: every RCPT TO is refused. Empty local maps
+            # keep smtpd from asking proxymap (not in master.cf) for passwd and aliases.
+            "mydestination =\nrelay_domains =\nlocal_recipient_maps =\nalias_maps =\n"
+            "smtpd_relay_restrictions = reject\n"
+            # Name lookups of the client could reach the world's unbound (the namespace's
+            # resolver) and show up in dns_queries().
+            "smtpd_peername_lookup = no\n"
+            "smtpd_banner = $myhostname ESMTP $mail_name\n"
+            "smtpd_tls_loglevel = 1\n")
+
+    def _render_master(self):
+        lines = ["# master.cf of the world's private Postfix (world.py); no chroot anywhere",
+                 "postlog   unix-dgram n - n - 1 postlogd",
+                 # smtpd gets its TLS seed from tlsmgr, and anvil counts clients per address.
+                 "tlsmgr    unix - - n 1000? 1 tlsmgr",
+                 "anvil     unix - - n - 1 anvil"]
+        for srv in self.servers.values():
+            opts = [f"myhostname={srv.host}"]
+            if srv.starttls:
+                opts += ["smtpd_tls_security_level=may", f"smtpd_tls_chain_files={srv.pem}"]
+            else:
+                opts += ["smtpd_tls_security_level=none"]   # STARTTLS not offered
+            lines.append(f"{srv.address}:{srv.port} inet n - n - - smtpd "
+                         + " ".join(f"-o {o}" for o in opts))
+        return "\n".join(lines) + "\n"
+
+    def _postfix(self, command, timeout=30.0):
+        # Output to a file, not a pipe: the master daemon may hold on to inherited descriptors.
+        with open(self.dir / "postfix.out", "ab") as out:
+            return subprocess.run(["postfix", "-c", str(self.etc), command],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                  env=self.ENV, timeout=timeout).returncode
+
+    def _failure(self, what):
+        problems = {}   # message -> first line with it: a retrying client repeats them
+        for line in self.log_text().splitlines():
+            msg = line.partition("]: ")[2]
+            if msg.startswith(("warning:", "fatal:", "panic:")):
+                problems.setdefault(msg, line)
+        return RuntimeError(f"postfix {what} failed:\n" + tail(self.dir / "postfix.out", 10) + "\n"
+                            + "\n".join(list(problems.values())[-15:]) + "\n(errors found "
+                            "before maillog_file is read go to syslog or a terminal: script -qc "
+                            f"'postfix -c {self.etc} check' /dev/null shows them)")
+
+    def _write_cf(self, name, text):
+        path = self.etc / name
+        try:
+            if path.read_text() == text:
+                return
+        except OSError:
+            pass
+        tmp = self.etc / f".{name}.tmp"
+        tmp.write_text(text)
+        # Every Postfix program, the master on reload too, re-reads a main.cf younger than 2 s
+        # every 0.3 s until it is older (a file being edited may be half-written). Ours is
+        # whole, so date it back rather than wait.
+        past = time.time() - 10
+        os.utime(tmp, (past, past))
+        tmp.rename(path)
+
+    def _apply(self):
+        """Write the configuration, then start the instance or make it reload."""
+        for d in (self.etc, self.queue):
+            d.mkdir(parents=True, exist_ok=True)
+        # The master opens data/master.lock, and tlsmgr data/prng_exch, as mail_owner by their
+        # full path: the work directory (mkdtemp makes it 0700) must let others through.
+        mode = self.dir.parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(self.dir.parent, (mode & 0o7777) | 0o001)
+        self._write_cf("main.cf", self._render_main())
+        self._write_cf("master.cf", self._render_master())
+        command = "reload" if self.running else "start"
+        if self._postfix(command) != 0:
+            raise self._failure(command)
+        self.running = True
+
+    def add(self, host, address, port, chain, key, starttls, cert, timeout=10.0):
+        if ":" in address:
+            raise ValueError("IPv4 addresses only (inet_protocols = ipv4): no test needs more yet")
+        if (address, port) in self.servers:
+            raise ValueError(f"an MX server already listens on {address}:{port}")
+        if tcp_accepts(address, port, 0.2):   # the master would die on the failed bind
+            raise RuntimeError(f"something already accepts on {address}:{port}")
+        # Key, then its certificate chain, in one file (smtpd_tls_chain_files). smtpd reads it as
+        # root before it drops privileges, so it stays 0600 root.
+        pem = self.tls / f"{host}.{cert}.pem"
+        self.tls.mkdir(parents=True, exist_ok=True)
+        pem.write_bytes(Path(key).read_bytes() + Path(chain).read_bytes())
+        os.chmod(pem, 0o600)
+        srv = MxServer(self, host, address, port, cert, starttls, pem)
+        self.servers[(address, port)] = srv
+        want = f"{host} ESMTP Postfix"
+        try:
+            self._apply()
+            # A certificate smtpd cannot load still gets STARTTLS offered (then 454), so a
+            # STARTTLS server is ready only when a handshake works.
+            wait_until(lambda: smtp_greeting(address, port, starttls) == want, timeout,
+                       interval=0.05, what=f"Postfix smtpd on {address}:{port}")
+        except TimeoutError:
+            del self.servers[(address, port)]
+            raise self._failure(f"smtpd for {host} on {address}:{port}") from None
+        except BaseException:
+            del self.servers[(address, port)]
+            raise
+        return srv
+
+    def remove(self, srv, timeout=5.0):
+        if self.servers.get((srv.address, srv.port)) is not srv:
+            return
+        del self.servers[(srv.address, srv.port)]
+        if self.running:
+            self._apply()
+            wait_until(lambda: not tcp_accepts(srv.address, srv.port, 0.2), timeout,
+                       what=f"{srv.address}:{srv.port} to close")
+
+    def _pids(self):
+        """The master and every process under it (from its pid file and /proc, never by name)."""
+        try:
+            master = int((self.queue / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        pids, todo = [], [master]
+        while todo:
+            pid = todo.pop()
+            if _pid_alive(pid):
+                pids.append(pid)
+                todo += _child_pids(pid)
+        return pids
+
+    def stop(self, timeout=5.0):
+        if not self.running:
+            return
+        pids = self._pids()
+        # postfix stop: SIGTERM to the master, which ends its children; it polls once a second.
+        rc = self._postfix("stop", timeout=timeout + 10)
+        try:
+            wait_until(lambda: not any(_pid_alive(p) for p in pids), timeout,
+                       what="the Postfix processes to end")
+        except TimeoutError:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.running = False
+        self.log(f"postfix stopped rc={rc} ({len(pids)} processes)")
+
+    def log_text(self):
+        try:
+            return self.maillog.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+# ================================================================================================
 # the daemon under test (or a stand-in)
 # ================================================================================================
 
@@ -1620,6 +1852,7 @@ class World:
         self.dns = Dns(self.workdir / "dns", dns_address, dns_port, log=self._log)
         self.nginx = Nginx(self.workdir / "https", self.ca, https_port, self.ipv6, log=self._log)
         self.pytls = None
+        self.mx = None              # PostfixMx, made by the first add_mx_server()
         self.special_address = special_address
         self.https_port = https_port
         self.daemons = []
@@ -1694,9 +1927,8 @@ class World:
         if self.pytls is not None and not self.pytls.stop_event.is_set():
             self.pytls.stop(timeout)
             self._log("python TLS server stopped")
-        for srv in getattr(self, "smtp_servers", []):
-            srv.stop(timeout)
-        self.smtp_servers = []
+        if self.mx is not None:
+            self.mx.stop(timeout)
         self.nginx.stop(timeout)
         self.dns.stop(timeout)
         if self.started:
@@ -1786,16 +2018,15 @@ class World:
         self.nginx.write_body(spec)
 
     def add_mx_server(self, host, address, *, cert="good", starttls=True, port=25):
-        """A real SMTP server for MX host at address:port (STARTTLS with a world certificate of
-        kind cert for host, or no STARTTLS at all), and host's A record pointing there."""
-        from smtp_server import SmtpServer
+        """A real Postfix smtpd for MX host at address:port (STARTTLS with a world certificate of
+        kind cert for host, or no STARTTLS at all), and host's A record pointing there. Returns
+        an MxServer (host, address, port, cert, starttls, stop()) once the banner is Postfix's."""
         chain, key = self.ca.leaf(host, cert)
-        srv = SmtpServer(address, port, chain, key, starttls=starttls, name=host)
-        if not hasattr(self, "smtp_servers"):
-            self.smtp_servers = []
-        self.smtp_servers.append(srv)
+        if self.mx is None:
+            self.mx = PostfixMx(self.workdir / "mx", log=self._log)
+        srv = self.mx.add(host, address, port, chain, key, starttls, cert)
         self.set_records(host, "A", [address])
-        self._log(f"smtp server for {host} at {address}:{port} cert={cert} starttls={starttls}")
+        self._log(f"postfix smtpd for {host} at {address}:{port} cert={cert} starttls={starttls}")
         return srv
 
     def add_domain(self, domain, **kw):
