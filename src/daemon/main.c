@@ -1024,6 +1024,15 @@ main(int argc, char **argv)
 	refuse_root(&d.cfg->daemon);
 
 	signal(SIGPIPE, SIG_IGN);
+#ifdef HAVE_MALLOC_TRIM
+	/*
+	 * TLS record and transfer buffers (16 KiB and up, a few per fetch) get their own
+	 * mappings, returned when the fetch ends, instead of heap pages that long-lived small
+	 * allocations (DNS answers) would pin between them. glibc's default threshold rises to
+	 * 32 MiB once buffers are freed; a fixed one keeps it here.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 16 * 1024);
+#endif
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("libcurl initialisation failed");
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)

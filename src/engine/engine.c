@@ -679,7 +679,8 @@ disc_ask_store(struct discovery *d, struct cache_entry *e, bool fetch, uint32_t 
 {
 	struct engine *eng = d->eng;
 
-	if (eng->store == NULL || d->force)
+	if (eng->store == NULL || d->force ||
+	    (!eng->store->ops->shared && cache_evictions(eng->cache) == 0))
 		return false;
 	if (!fetch && (cache_entry_valid(e, now) || e->store_checked))
 		return false;

@@ -52,6 +52,11 @@ struct store_status {
 
 struct store_ops {
 	const char *name;
+	/*
+	 * Other daemons write to it too (redis). A store only this daemon writes (sqlite) holds
+	 * nothing memory lacks unless memory evicted it, so it is asked only after evictions.
+	 */
+	bool shared;
 	/* Calls fn for every record with expires_at > now; 0, or -1 with a message in err. */
 	int (*load)(void *impl, uint32_t now, store_load_cb fn, void *arg, char *err,
 	            size_t errlen);

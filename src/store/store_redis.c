@@ -1662,6 +1662,7 @@ redis_close(void *impl)
 
 const struct store_ops store_redis_ops = {
 	.name = "redis",
+	.shared = true,
 	.load = redis_load,
 	.put = redis_put,
 	.del = redis_del,

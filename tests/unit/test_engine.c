@@ -612,12 +612,17 @@ fs_answer_last(void)
 }
 
 static const struct store_ops fs_ops = { .name = "fake",
+	                                 .shared = true,
 	                                 .load = fs_load,
 	                                 .put = fs_put,
 	                                 .del = fs_del,
 	                                 .get = fs_get,
 	                                 .cancel = fs_cancel };
 static struct store fs_store = { &fs_ops, NULL };
+
+/* The same store as only this daemon would write it (sqlite). */
+static struct store_ops fs_local_ops;
+static struct store fs_local_store = { &fs_local_ops, NULL };
 
 static int
 setup_store(void **state)
@@ -755,6 +760,44 @@ test_store_never_weaker(void **state)
 	assert_int_equal(fs_ngets, gets);
 }
 
+/* A store only this daemon writes holds nothing memory lacks until memory evicts something:
+ * it is not asked before fetches until then (a sqlite SELECT per new domain saved). */
+static void
+test_store_local_asked_after_evictions(void **state)
+{
+	struct outcome o;
+	struct engine_opts opts = {
+		.recheck_interval = 300,
+		.fail_ttl = 30,
+		.backoff = 300,
+		.lookup_timeout_ms = 100,
+		.max_entries = 1,
+		.clock = test_clock,
+	};
+
+	fs_local_ops = fs_ops;
+	fs_local_ops.shared = false;
+	engine_set_store(eng, &fs_local_store);
+	assert_false(lookup("example.com", &o));
+	answer_txt("v=STSv1; id=a1;", 300);
+	assert_int_equal(fs_ngets, 0);
+	assert_int_equal(fake_dns_calls[fake_dns_last()].type, DNS_TYPE_ADDR);
+	fake_dns_addr(fake_dns_last(), DNS_OK, "192.0.2.10");
+	fake_fetch_answer(fake_fetch_last(), FETCH_OK, 200, "text/plain", ENFORCE);
+	/* A second domain evicts the first: from now on the store is asked. */
+	engine_set_opts(eng, &opts);
+	assert_false(lookup("other.example", &o));
+	fake_dns_txt(fake_dns_last(), DNS_NXDOMAIN, 60, NULL, 0);
+	assert_int_equal(fs_ngets, 1); /* no policy in memory: asked once */
+	fs_answer_last();
+	assert_false(lookup("example.com", &o));
+	answer_txt("v=STSv1; id=a1;", 300);
+	assert_int_equal(fs_ngets, 2);
+	fs_answer_last();
+	assert_int_equal(o.result, ENGINE_POLICY);
+	assert_int_equal(fake_fetch_ncalls, 1); /* back from the store, not fetched again */
+}
+
 /* Proactive refresh: due before expiry, never makes a lookup wait, keeps the old policy on
  * failure and backs off; idle domains are left to expire. */
 static void
@@ -865,6 +908,7 @@ main(void)
 		TS(test_store_shared_fetch),
 		TS(test_store_never_weaker),
 		TS(test_refresh),
+		TS(test_store_local_asked_after_evictions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
