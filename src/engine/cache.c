@@ -25,7 +25,8 @@ struct cache {
 	struct pool *pool; /* the entries: see pool.h for why not malloc */
 };
 
-_Static_assert(sizeof(struct cache_entry) == 40, "the entry header is sized for millions of entries");
+_Static_assert(sizeof(struct cache_entry) == 40,
+               "the entry header is sized for millions of entries");
 
 /* Entries sampled per eviction before the scan widens (see cache_evict_one). */
 #define CACHE_EVICT_SAMPLE 16

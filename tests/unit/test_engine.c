@@ -59,8 +59,9 @@ on_answer(void *arg, const struct engine_answer *a)
 	record(arg, a);
 }
 
-static int
-setup(void **state)
+/* The options every test starts from; each setup changes what it needs. */
+static struct engine_opts
+base_opts(void)
 {
 	struct engine_opts o = {
 		.recheck_interval = 300,
@@ -71,34 +72,36 @@ setup(void **state)
 		.clock = test_clock,
 	};
 
+	return o;
+}
+
+static void
+start_engine(const struct engine_opts *o)
+{
 	fake_io_reset();
 	now_s = 1700000000;
 	base = event_base_new();
 	dns = dns_new(base, NULL, NULL);
 	fetch = fetch_new(base, NULL);
-	eng = engine_new(base, dns, fetch, &o);
+	eng = engine_new(base, dns, fetch, o);
+}
+
+static int
+setup(void **state)
+{
+	struct engine_opts o = base_opts();
+
+	start_engine(&o);
 	return 0;
 }
 
 static int
 setup_temp(void **state)
 {
-	struct engine_opts o = {
-		.recheck_interval = 300,
-		.fail_ttl = 30,
-		.backoff = 300,
-		.lookup_timeout_ms = 100,
-		.max_entries = 1000,
-		.dns_failure_temp = true,
-		.clock = test_clock,
-	};
+	struct engine_opts o = base_opts();
 
-	fake_io_reset();
-	now_s = 1700000000;
-	base = event_base_new();
-	dns = dns_new(base, NULL, NULL);
-	fetch = fetch_new(base, NULL);
-	eng = engine_new(base, dns, fetch, &o);
+	o.dns_failure_temp = true;
+	start_engine(&o);
 	return 0;
 }
 
@@ -627,29 +630,17 @@ static struct store fs_local_store = { &fs_local_ops, NULL };
 static int
 setup_store(void **state)
 {
-	struct engine_opts o = {
-		.recheck_interval = 300,
-		.fail_ttl = 30,
-		.backoff = 300,
-		.lookup_timeout_ms = 100,
-		.max_entries = 1000,
-		.refresh = true,
-		.refresh_window = 100,
-		.refresh_idle = 5000,
-		.refresh_concurrency = 1,
-		.refresh_scan_s = 3600,
-		.clock = test_clock,
-	};
+	struct engine_opts o = base_opts();
 
+	o.refresh = true;
+	o.refresh_window = 100;
+	o.refresh_idle = 5000;
+	o.refresh_concurrency = 1;
+	o.refresh_scan_s = 3600;
 	memset(fs_recs, 0, sizeof(fs_recs));
 	memset(fs_gets, 0, sizeof(fs_gets));
 	fs_ngets = fs_nputs = fs_ndels = 0;
-	fake_io_reset();
-	now_s = 1700000000;
-	base = event_base_new();
-	dns = dns_new(base, NULL, NULL);
-	fetch = fetch_new(base, NULL);
-	eng = engine_new(base, dns, fetch, &o);
+	start_engine(&o);
 	engine_set_store(eng, &fs_store);
 	return 0;
 }
@@ -766,14 +757,9 @@ static void
 test_store_local_asked_after_evictions(void **state)
 {
 	struct outcome o;
-	struct engine_opts opts = {
-		.recheck_interval = 300,
-		.fail_ttl = 30,
-		.backoff = 300,
-		.lookup_timeout_ms = 100,
-		.max_entries = 1,
-		.clock = test_clock,
-	};
+	struct engine_opts opts = base_opts();
+
+	opts.max_entries = 1;
 
 	fs_local_ops = fs_ops;
 	fs_local_ops.shared = false;
