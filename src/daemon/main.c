@@ -12,17 +12,11 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <ares.h>
 #include <curl/curl.h>
@@ -40,6 +34,7 @@
 #include "engine/engine.h"
 #include "io/dns.h"
 #include "io/fetch.h"
+#include "io/listener.h"
 #include "store/store.h"
 
 #ifdef HAVE_LIBSYSTEMD
@@ -698,44 +693,6 @@ hook_reload(void *arg, struct strbuf *out)
 	return daemon_reload(arg, out);
 }
 
-/* A listening socket's address as config.c writes it: "127.0.0.1:8461", "[::1]:8461",
- * "unix:/path". False for anything else (abstract sockets, errors). */
-static bool
-socket_name(int fd, char *out, size_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN];
-
-	out[0] = '\0';
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
-		return false;
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(out, len, "%s:%u", host, (unsigned)ntohs(sin->sin_port));
-		return true;
-	}
-	if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(out, len, "[%s]:%u", host, (unsigned)ntohs(sin6->sin6_port));
-		return true;
-	}
-	if (ss.ss_family == AF_UNIX) {
-		const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
-
-		if (sl <= offsetof(struct sockaddr_un, sun_path) || sun->sun_path[0] == '\0')
-			return false;
-		snprintf(out, len, "unix:%.*s", (int)(sl - offsetof(struct sockaddr_un, sun_path)),
-		         sun->sun_path);
-		return true;
-	}
-	return false;
-}
-
 /* The socket systemd passed for the listener named name (socket activation), or -1. */
 static int
 take_inherited(const char *name, int ninherited, bool taken[])
@@ -745,7 +702,8 @@ take_inherited(const char *name, int ninherited, bool taken[])
 	for (int i = 0; i < ninherited; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
 
-		if (!taken[i] && socket_name(fd, have, sizeof(have)) && strcmp(have, name) == 0) {
+		if (!taken[i] && listener_fd_name(fd, have, sizeof(have)) &&
+		    strcmp(have, name) == 0) {
 			taken[i] = true;
 			return fd;
 		}
@@ -802,8 +760,8 @@ daemon_setup(struct daemon *d)
 			fatalx("%s: systemd passed a socket (%s) that no listen entry names; add "
 			       "{ address = \"%s\"; } to listen, or remove it from mtastsd.socket",
 			       cfg->path,
-			       socket_name(SD_LISTEN_FDS_START + i, name, sizeof(name)) ? name
-			                                                                : "?",
+			       listener_fd_name(SD_LISTEN_FDS_START + i, name, sizeof(name)) ? name
+			                                                                     : "?",
 			       name);
 	}
 

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,12 @@ struct listener {
 	void *arg;
 };
 
+/*
+ * An address as configuration and logs write it: "127.0.0.1:8461", "[::1]:8461",
+ * "unix:/path"; "unix" for an unnamed unix socket (an accepted Postfix client).
+ */
 static void
-listener_peer(const struct sockaddr_storage *ss, char *out, size_t outlen)
+listener_addr_text(const struct sockaddr_storage *ss, socklen_t sslen, char *out, size_t outlen)
 {
 	char ip[INET6_ADDRSTRLEN];
 
@@ -52,9 +57,28 @@ listener_peer(const struct sockaddr_storage *ss, char *out, size_t outlen)
 
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
 		snprintf(out, outlen, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else if (ss->ss_family == AF_UNIX && sslen > offsetof(struct sockaddr_un, sun_path) &&
+	           ((const struct sockaddr_un *)ss)->sun_path[0] != '\0') {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+
+		snprintf(out, outlen, "unix:%.*s",
+		         (int)(sslen - offsetof(struct sockaddr_un, sun_path)), un->sun_path);
 	} else {
 		snprintf(out, outlen, "unix");
 	}
+}
+
+bool
+listener_fd_name(int fd, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+
+	out[0] = '\0';
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == -1)
+		return false;
+	listener_addr_text(&ss, sslen, out, outlen);
+	return true;
 }
 
 static void
@@ -84,7 +108,7 @@ listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 			/* Replies are single small writes; Nagle would only add latency. */
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
-		listener_peer(&ss, peer, sizeof(peer));
+		listener_addr_text(&ss, sslen, peer, sizeof(peer));
 		l->cb(l->arg, fd, peer);
 	}
 }

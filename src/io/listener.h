@@ -2,6 +2,8 @@
 #ifndef MTASTS_IO_LISTENER_H
 #define MTASTS_IO_LISTENER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct event_base;
@@ -27,5 +29,8 @@ void listener_free(struct listener *l);
 void listener_pause(struct listener *l);
 void listener_resume(struct listener *l);
 const char *listener_name(const struct listener *l);
+/* fd's bound address as listen entries write it ("127.0.0.1:8461", "[::1]:25", "unix:/p",
+ * "unix" when unnamed); false if it cannot be read. Matches systemd's sockets to listen[]. */
+bool listener_fd_name(int fd, char *out, size_t outlen);
 
 #endif
