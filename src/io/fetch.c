@@ -1,114 +1,104 @@
-/* fetch.c: HTTPS GET through libcurl's multi interface, driven by the caller's libevent base. */
+/*
+ * fetch.c: the fetch API, with transfers on a worker thread.
+ *
+ * A TLS handshake costs about a millisecond of CPU in steps that cannot be split; on the
+ * caller's loop a burst of new domains would hold up every cached answer behind them. The
+ * transfers (io/https.c) run on the worker's own event loop at a lower priority instead, and
+ * only requests and results cross between the threads, through two queues under one mutex
+ * and a pipe each way that wakes the other side.
+ *
+ * A request's state says who holds it; it changes only under the mutex:
+ *   QUEUED     in f->to_worker as a start; fetch_cancel frees it there
+ *   RUNNING    the worker's; fetch_cancel queues it back as a cancel (CANCELLING)
+ *   CANCELLING the worker cancels the transfer, then hands it back (ACKED)
+ *   DONE       in f->to_main with its result; fetch_cancel frees it there
+ *   ACKED      in f->to_main, to be freed
+ * The caller's thread alone frees requests, and the worker never touches one it handed back.
+ */
 #include "config.h"
 
 #include "io/fetch.h"
 
-#include <arpa/inet.h>
-#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/queue.h>
-#include <time.h>
+#include <unistd.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
-#include <openssl/bio.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
+#include "base/bgthread.h"
 #include "base/log.h"
-#include "base/strbuf.h"
 #include "base/xmalloc.h"
 #include "io/certinfo.h"
+#include "io/https.h"
 
-/* A zeroed fetch_opts must not mean "no deadline" (curl's meaning of 0) or "never start". */
-#define FETCH_DEFAULT_TIMEOUT_MS 10000U
-#define FETCH_DEFAULT_AGENT      "mtastsd/" PACKAGE_VERSION
-
-/* Hard caps on caller input, checked before anything is built from it. */
-#define FETCH_HOST_MAX  253
-#define FETCH_PATH_MAX  1024
-#define FETCH_ADDRS_MAX 16 /* further addresses are ignored: the first ones are tried first */
-
-/*
- * Stall detection on top of the total deadline: a transfer that moves fewer than this many
- * bytes per second for half the deadline is given up early, so it frees its slot sooner.
- */
-#define FETCH_LOW_SPEED_BYTES 100L
-
-/* Room for one certificate name or date as OpenSSL prints it; longer ones are cut. */
-#define FETCH_CERT_TEXT_MAX 256
+/* How much the worker yields to the caller's loop when they share a core. */
+#define FETCH_WORKER_NICE 10
 
 enum fetch_req_state {
-	FETCH_REQ_NEW,
-	FETCH_REQ_QUEUED,  /* easy handle built, waiting for a slot (max_parallel) */
-	FETCH_REQ_RUNNING, /* in the multi handle */
-	FETCH_REQ_FAILED,  /* failed before curl ran; the callback waits for the next loop turn */
-	FETCH_REQ_DONE,    /* callback running: cancel is a no-op from here on */
+	FETCH_QUEUED,
+	FETCH_RUNNING,
+	FETCH_CANCELLING,
+	FETCH_DONE,
+	FETCH_ACKED,
 };
 
 struct fetch_req {
-	TAILQ_ENTRY(fetch_req) entry; /* in exactly one of f->queued, f->running, f->failed */
+	TAILQ_ENTRY(fetch_req) all; /* f->reqs: every live request (caller's thread) */
+	TAILQ_ENTRY(fetch_req) q;   /* f->to_worker or f->to_main (under f->mu) */
 	struct fetch *f;
-	enum fetch_req_state state;
+	enum fetch_req_state state; /* under f->mu */
 	fetch_cb cb;
 	void *arg;
-	uint64_t start_ms;
+	bool delivering; /* its callback runs (caller's thread) */
 
+	/* The request, copied; read by the worker. */
 	char *host;
-	char *url;
-	struct curl_slist *resolve;
-	CURL *easy;
-	CURLSH *share;          /* this request's private DNS cache (see fetch_req_build) */
-	struct event *defer_ev; /* FAILED only */
-	enum fetch_status fail_status;
+	unsigned port;
+	char *path;
+	char *addrs[HTTPS_ADDRS_MAX];
+	size_t naddrs;
 
-	struct strbuf body;
-	bool too_large;
-	char detail[CURL_ERROR_SIZE]; /* our own reason, preferred over curl's */
-	char errbuf[CURL_ERROR_SIZE]; /* curl's CURLOPT_ERRORBUFFER */
+	struct https_req *inner; /* the worker's */
 
-	char cert_subject[FETCH_CERT_TEXT_MAX];
-	char cert_issuer[FETCH_CERT_TEXT_MAX];
-	char cert_not_after[FETCH_CERT_TEXT_MAX];
-	int tls_version;
-	struct certinfo *cert; /* only with fetch_opts.cert_details */
-};
-
-/* curl keeps a pointer to one of these per socket (curl_multi_assign). */
-struct fetch_sock {
-	LIST_ENTRY(fetch_sock) entry;
-	struct event *ev;
+	/* The result, copied by the worker before handing it back (DONE). */
+	struct fetch_result res;
+	char *body;
+	char *content_type;
+	char *error;
+	char *remote_addr;
+	char *cert_subject;
+	char *cert_issuer;
+	char *cert_not_after;
+	struct certinfo cert;
 };
 
 TAILQ_HEAD(fetch_req_list, fetch_req);
-LIST_HEAD(fetch_sock_list, fetch_sock);
 
 struct fetch {
-	struct event_base *base;
-	CURLM *multi;
-	struct event *timer; /* the one timer curl asks for */
-	struct fetch_sock_list socks;
+	struct event_base *base; /* the caller's */
+	struct event *wake_main; /* reads main_pipe[0] */
+	int main_pipe[2];
 
-	char *ca_file;
-	X509_STORE *store; /* trust anchors, loaded once; NULL if loading failed */
-	char *user_agent;
-	unsigned timeout_ms;
-	size_t body_max;
-	unsigned max_parallel;
-	bool cert_details;
+	/* The worker's loop and transfers, created here and run only by the worker. */
+	struct event_base *wbase;
+	struct event *wake_worker; /* reads worker_pipe[0] */
+	int worker_pipe[2];
+	struct https *https;
+	pthread_t thread;
+	bool started;
 
-	struct fetch_req_list queued;
-	struct fetch_req_list running;
-	struct fetch_req_list failed;
-	unsigned nrunning;
+	pthread_mutex_t mu;
+	struct fetch_req_list to_worker; /* under mu */
+	struct fetch_req_list to_main;   /* under mu */
+	bool stop;                       /* under mu: the worker leaves its loop */
 
-	unsigned busy; /* > 0 while completions are dispatched: fetch_free waits for it */
+	struct fetch_req_list reqs; /* caller's thread */
+	unsigned busy;              /* > 0 while results are delivered */
 	bool dying;
 };
 
@@ -123,39 +113,6 @@ static const char *const fetch_status_names[] = {
 	[FETCH_ERROR] = "error",
 };
 
-/*
- * curl results that mean something more specific than FETCH_ERROR. CURLE_SSL_CACERT is an
- * alias of CURLE_PEER_FAILED_VERIFICATION. CURLE_SSL_CACERT_BADFILE stays FETCH_ERROR on
- * purpose: an unreadable CA bundle is our fault, not the server's certificate.
- * CURLE_RECV_ERROR is TRUNCATED only once a response has started (see fetch_map).
- */
-static const struct {
-	CURLcode code;
-	enum fetch_status status;
-} fetch_curl_map[] = {
-	{ CURLE_OK, FETCH_OK },
-	{ CURLE_PEER_FAILED_VERIFICATION, FETCH_CERT },
-	{ CURLE_SSL_ISSUER_ERROR, FETCH_CERT },
-	{ CURLE_SSL_CONNECT_ERROR, FETCH_TLS },
-	{ CURLE_SSL_CIPHER, FETCH_TLS },
-	{ CURLE_SSL_SHUTDOWN_FAILED, FETCH_TLS },
-	{ CURLE_COULDNT_CONNECT, FETCH_CONNECT },
-	{ CURLE_OPERATION_TIMEDOUT, FETCH_TIMEOUT },
-	{ CURLE_PARTIAL_FILE, FETCH_TRUNCATED },
-};
-
-static void fetch_destroy(struct fetch *f);
-static void fetch_pump(struct fetch *f);
-
-static uint64_t
-fetch_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 const char *
 fetch_status_str(enum fetch_status st)
 {
@@ -164,699 +121,244 @@ fetch_status_str(enum fetch_status st)
 	return fetch_status_names[st];
 }
 
-/* ---- requests: states, lists, delivery ---- */
-
+/* One byte wakes the reader; a full pipe already holds a wake-up. */
 static void
-fetch_req_set_state(struct fetch_req *req, enum fetch_req_state st)
+fetch_wake(int fd)
 {
-	static const char *const names[] = {
-		[FETCH_REQ_NEW] = "new",         [FETCH_REQ_QUEUED] = "queued",
-		[FETCH_REQ_RUNNING] = "running", [FETCH_REQ_FAILED] = "failed",
-		[FETCH_REQ_DONE] = "done",
-	};
+	static const char one = 1;
 
-	/* Only forward: new -> queued -> running -> done, or new/queued -> failed -> done. */
-	assert(st > req->state);
-	assert(!(req->state == FETCH_REQ_RUNNING && st == FETCH_REQ_FAILED));
-	if (log_debug_enabled())
-		log_debug("fetch req=%p host=%s state=%s->%s", (void *)req, req->host,
-		          names[req->state], names[st]);
-	req->state = st;
+	while (write(fd, &one, 1) == -1 && errno == EINTR)
+		continue;
 }
 
-static struct fetch_req_list *
-fetch_req_list(struct fetch *f, const struct fetch_req *req)
+static void
+fetch_drain_pipe(int fd)
 {
-	switch (req->state) {
-	case FETCH_REQ_QUEUED:
-		return &f->queued;
-	case FETCH_REQ_RUNNING:
-		return &f->running;
-	case FETCH_REQ_FAILED:
-		return &f->failed;
-	default:
-		return NULL;
-	}
+	char buf[256];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		continue;
 }
 
-/* Takes req off its list (and out of the multi handle) without freeing it. */
 static void
-fetch_req_unlink(struct fetch_req *req)
+fetch_pipe(int fds[2])
 {
-	struct fetch *f = req->f;
-	struct fetch_req_list *list = fetch_req_list(f, req);
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+		fatal("fetch: cannot create a pipe");
+}
 
-	if (list == NULL)
-		return;
-	TAILQ_REMOVE(list, req, entry);
-	if (req->state == FETCH_REQ_RUNNING) {
-		curl_multi_remove_handle(f->multi, req->easy);
-		f->nrunning--;
-	}
+/* Under f->mu: hands req to the other side, waking it when its queue was empty. */
+static void
+fetch_post(struct fetch_req_list *queue, struct fetch_req *req, int wake_fd)
+{
+	bool was_empty = TAILQ_EMPTY(queue);
+
+	TAILQ_INSERT_TAIL(queue, req, q);
+	if (was_empty)
+		fetch_wake(wake_fd);
+}
+
+static char *
+fetch_dup(const char *s)
+{
+	return xstrdup(s != NULL ? s : "");
 }
 
 static void
 fetch_req_free(struct fetch_req *req)
 {
-	/* The easy handle goes before the share it uses, and both before the RESOLVE list. */
-	if (req->easy != NULL)
-		curl_easy_cleanup(req->easy);
-	if (req->share != NULL)
-		curl_share_cleanup(req->share);
-	curl_slist_free_all(req->resolve);
-	if (req->defer_ev != NULL)
-		event_free(req->defer_ev);
-	strbuf_release(&req->body);
+	TAILQ_REMOVE(&req->f->reqs, req, all);
 	free(req->host);
-	free(req->url);
-	free(req->cert);
+	free(req->path);
+	for (size_t i = 0; i < req->naddrs; i++)
+		free(req->addrs[i]);
+	free(req->body);
+	free(req->content_type);
+	free(req->error);
+	free(req->remote_addr);
+	free(req->cert_subject);
+	free(req->cert_issuer);
+	free(req->cert_not_after);
 	free(req);
 }
 
-/* Runs the user callback with fetch_free() held off, then frees req. */
-static void
-fetch_req_deliver(struct fetch_req *req, const struct fetch_result *res)
-{
-	struct fetch *f = req->f;
+/* ---- the worker's side ---- */
 
-	fetch_req_set_state(req, FETCH_REQ_DONE);
-	if (log_debug_enabled())
-		log_debug("fetch host=%s addr=%s status=%s http=%ld ms=%u reason=\"%s\"", req->host,
-		          res->remote_addr, fetch_status_str(res->status), res->http_status,
-		          res->elapsed_ms, res->error);
-	f->busy++;
-	req->cb(req->arg, res);
-	f->busy--;
-	fetch_req_free(req);
-}
-
+/* The transfer ended (worker): keep a copy of the result and hand the request back. */
 static void
-fetch_on_deferred(evutil_socket_t fd, short what, void *arg)
+fetch_on_result(void *arg, const struct fetch_result *res)
 {
 	struct fetch_req *req = arg;
 	struct fetch *f = req->f;
-	struct fetch_result res = {
-		.status = req->fail_status,
-		.body = "",
-		.error = req->detail,
-		.remote_addr = "",
-		.elapsed_ms = (uint32_t)(fetch_now_ms() - req->start_ms),
-		.cert_subject = "",
-		.cert_issuer = "",
-		.cert_not_after = "",
-	};
 
-	fetch_req_unlink(req);
-	fetch_req_deliver(req, &res);
-	if (f->dying && f->busy == 0)
-		fetch_destroy(f);
-}
-
-/* A failure found before curl ran: report it from the loop, never from fetch_start(). */
-static void
-fetch_req_fail(struct fetch_req *req, enum fetch_status st, const char *detail)
-{
-	struct fetch *f = req->f;
-
-	fetch_req_set_state(req, FETCH_REQ_FAILED);
-	req->fail_status = st;
-	snprintf(req->detail, sizeof(req->detail), "%s", detail);
-	req->defer_ev = event_new(f->base, -1, 0, fetch_on_deferred, req);
-	if (req->defer_ev == NULL)
-		fatalx("fetch: cannot allocate event");
-	TAILQ_INSERT_TAIL(&f->failed, req, entry);
-	event_active(req->defer_ev, EV_TIMEOUT, 0);
-}
-
-/* ---- curl callbacks: they only record; nothing here calls back into curl or the user ---- */
-
-static size_t
-fetch_on_header(char *buf, size_t size, size_t nitems, void *arg)
-{
-	static const char name[] = "content-length:";
-	struct fetch_req *req = arg;
-	size_t len = size * nitems, i = sizeof(name) - 1;
-	uint64_t n = 0;
-
-	if (len < i || strncasecmp(buf, name, i) != 0)
-		return len;
-	while (i < len && (buf[i] == ' ' || buf[i] == '\t'))
-		i++;
-	/* Only the comparison with body_max matters, so stop counting once past it. */
-	for (; i < len && buf[i] >= '0' && buf[i] <= '9' && n <= req->body.max; i++)
-		n = n * 10 + (uint64_t)(buf[i] - '0');
-	if (n > req->body.max) {
-		req->too_large = true;
-		snprintf(req->detail, sizeof(req->detail), "Content-Length over %zu bytes",
-		         req->body.max);
-		return 0; /* curl aborts with CURLE_WRITE_ERROR */
+	req->inner = NULL;
+	req->res = *res;
+	req->body = xmalloc(res->body_len + 1);
+	memcpy(req->body, res->body, res->body_len);
+	req->body[res->body_len] = '\0';
+	req->res.body = req->body;
+	req->res.content_type =
+	        res->content_type != NULL ? (req->content_type = xstrdup(res->content_type)) : NULL;
+	req->res.error = req->error = fetch_dup(res->error);
+	req->res.remote_addr = req->remote_addr = fetch_dup(res->remote_addr);
+	req->res.cert_subject = req->cert_subject = fetch_dup(res->cert_subject);
+	req->res.cert_issuer = req->cert_issuer = fetch_dup(res->cert_issuer);
+	req->res.cert_not_after = req->cert_not_after = fetch_dup(res->cert_not_after);
+	if (res->cert != NULL) {
+		req->cert = *res->cert;
+		req->res.cert = &req->cert;
 	}
-	return len;
-}
-
-static size_t
-fetch_on_body(char *buf, size_t size, size_t nitems, void *arg)
-{
-	struct fetch_req *req = arg;
-	size_t len = size * nitems;
-
-	/* The strbuf's max is body_max, so exactly body_max bytes still fit. */
-	if (strbuf_append(&req->body, buf, len) == -1) {
-		req->too_large = true;
-		snprintf(req->detail, sizeof(req->detail), "body over %zu bytes", req->body.max);
-		return 0; /* curl aborts with CURLE_WRITE_ERROR */
+	pthread_mutex_lock(&f->mu);
+	/* Cancelled meanwhile: the cancel, still queued for the worker, hands it back. */
+	if (req->state == FETCH_RUNNING) {
+		req->state = FETCH_DONE;
+		fetch_post(&f->to_main, req, f->main_pipe[1]);
 	}
-	return len;
+	pthread_mutex_unlock(&f->mu);
 }
 
 static void
-fetch_print_bio(BIO *bio, char *out, size_t outlen)
+fetch_worker_take(struct fetch *f, struct fetch_req *req, enum fetch_req_state state)
 {
-	int n = BIO_read(bio, out, (int)outlen - 1);
-
-	out[n > 0 ? n : 0] = '\0';
-}
-
-static void
-fetch_req_note_cert(struct fetch_req *req, X509 *leaf)
-{
-	/* RFC 2253 with escaping: no control characters or quotes from the peer reach the logs. */
-	static const unsigned long name_flags = XN_FLAG_RFC2253;
-	BIO *bio = BIO_new(BIO_s_mem());
-
-	if (bio == NULL)
-		fatalx("fetch: out of memory");
-	X509_NAME_print_ex(bio, X509_get_subject_name(leaf), 0, name_flags);
-	fetch_print_bio(bio, req->cert_subject, sizeof(req->cert_subject));
-	(void)BIO_reset(bio);
-	X509_NAME_print_ex(bio, X509_get_issuer_name(leaf), 0, name_flags);
-	fetch_print_bio(bio, req->cert_issuer, sizeof(req->cert_issuer));
-	(void)BIO_reset(bio);
-	ASN1_TIME_print(bio, X509_get0_notAfter(leaf));
-	fetch_print_bio(bio, req->cert_not_after, sizeof(req->cert_not_after));
-	BIO_free(bio);
-}
-
-/*
- * OpenSSL's chain verification, wrapped so the leaf is seen before the verdict: the result
- * then names the certificate even when it was rejected. Sessions are never resumed, so every
- * handshake passes through here.
- */
-static int
-fetch_on_verify(X509_STORE_CTX *xs, void *arg)
-{
-	struct fetch_req *req = arg;
-	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
-	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
-	int ok;
-
-	if (ssl != NULL)
-		req->tls_version = SSL_version(ssl);
-	if (leaf != NULL)
-		fetch_req_note_cert(req, leaf);
-	ok = X509_verify_cert(xs);
-	if (req->cert != NULL)
-		certinfo_note(req->cert, xs, ssl);
-	return ok;
-}
-
-/*
- * Runs once per connection, after curl has set up its SSL_CTX and before the handshake.
- * The name check moves into chain verification with RFC 6125 rules: DNS-ID (SAN dNSName)
- * only, never the subject CN, which curl 7.88 still falls back to when there is no SAN;
- * a wildcard must be a whole left-most label.
- */
-static CURLcode
-fetch_on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
-{
-	struct fetch_req *req = arg;
-	SSL_CTX *ctx = sslctx;
-	X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
-
-	/* The store built once in fetch_new(): curl would re-read the CA file for every
-	 * connection, which for the system bundle costs ~20 ms of CPU per fetch. */
-	if (req->f->store == NULL)
-		return CURLE_SSL_CACERT_BADFILE;
-	SSL_CTX_set1_cert_store(ctx, req->f->store);
-
-	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-	                                               X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (X509_VERIFY_PARAM_set1_host(param, req->host, 0) != 1)
-		return CURLE_SSL_CONNECT_ERROR;
-	SSL_CTX_set_cert_verify_callback(ctx, fetch_on_verify, req);
-	return CURLE_OK;
-}
-
-/* ---- the multi handle on libevent ---- */
-
-static enum fetch_status
-fetch_map(CURLcode rc, const struct fetch_req *req, long http_status)
-{
-	if (req->too_large)
-		return FETCH_TOO_LARGE;
-	if (rc == CURLE_RECV_ERROR)
-		return http_status != 0 ? FETCH_TRUNCATED : FETCH_ERROR;
-	for (size_t i = 0; i < sizeof(fetch_curl_map) / sizeof(fetch_curl_map[0]); i++)
-		if (fetch_curl_map[i].code == rc)
-			return fetch_curl_map[i].status;
-	return FETCH_ERROR;
-}
-
-static void
-fetch_req_finish(struct fetch_req *req, CURLcode rc)
-{
-	struct fetch_result res = { .remote_addr = "" };
-	char *ct = NULL, *ip = NULL;
-
-	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &res.http_status);
-	curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE, &ct);
-	curl_easy_getinfo(req->easy, CURLINFO_PRIMARY_IP, &ip);
-	res.status = fetch_map(rc, req, res.http_status);
-	res.content_type = ct;
-	if (ip != NULL)
-		res.remote_addr = ip;
-	/* Never hand out part of a body: a truncated policy could still parse. */
-	if (res.status == FETCH_OK && req->body.data != NULL) {
-		res.body = req->body.data;
-		res.body_len = req->body.len;
-	} else {
-		res.body = "";
+	if (state == FETCH_RUNNING) {
+		req->inner = https_start(f->https, req->host, req->port, req->path,
+		                         (const char *const *)req->addrs, req->naddrs,
+		                         fetch_on_result, req);
+		return;
 	}
-	if (res.status == FETCH_OK)
-		res.error = "";
-	else if (req->detail[0] != '\0')
-		res.error = req->detail;
-	else if (req->errbuf[0] != '\0')
-		res.error = req->errbuf;
-	else
-		res.error = curl_easy_strerror(rc);
-	res.elapsed_ms = (uint32_t)(fetch_now_ms() - req->start_ms);
-	res.cert_subject = req->cert_subject;
-	res.cert_issuer = req->cert_issuer;
-	res.cert_not_after = req->cert_not_after;
-	res.tls_version = req->tls_version;
-	if (req->cert != NULL && req->cert->verify[0] != '\0')
-		res.cert = req->cert;
-	fetch_req_deliver(req, &res);
-}
-
-/* Completed transfers: the slot is refilled before the callback, so queue order holds. */
-static void
-fetch_drain(struct fetch *f)
-{
-	CURLMsg *msg;
-	int left;
-
-	f->busy++;
-	while (!f->dying && (msg = curl_multi_info_read(f->multi, &left)) != NULL) {
-		struct fetch_req *req;
-		char *priv = NULL;
-		CURLcode rc;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		/* msg dies with curl_multi_remove_handle(): copy what is needed first. */
-		rc = msg->data.result;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-		req = (struct fetch_req *)priv;
-		fetch_req_unlink(req);
-		fetch_pump(f);
-		fetch_req_finish(req, rc);
+	/* A cancel: the transfer stops, with no result, and the request goes back. */
+	if (req->inner != NULL) {
+		https_cancel(req->inner);
+		req->inner = NULL;
 	}
-	f->busy--;
-	if (f->dying && f->busy == 0)
-		fetch_destroy(f);
+	pthread_mutex_lock(&f->mu);
+	req->state = FETCH_ACKED;
+	fetch_post(&f->to_main, req, f->main_pipe[1]);
+	pthread_mutex_unlock(&f->mu);
 }
 
 static void
-fetch_on_event(evutil_socket_t fd, short what, void *arg)
+fetch_on_wake_worker(evutil_socket_t fd, short what, void *arg)
 {
 	struct fetch *f = arg;
-	int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
-	             ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-	int running;
+	struct fetch_req *req;
 
-	curl_multi_socket_action(f->multi, fd, action, &running);
-	fetch_drain(f);
+	fetch_drain_pipe(f->worker_pipe[0]);
+	for (;;) {
+		enum fetch_req_state state;
+
+		pthread_mutex_lock(&f->mu);
+		if (f->stop) {
+			pthread_mutex_unlock(&f->mu);
+			event_base_loopbreak(f->wbase);
+			return;
+		}
+		req = TAILQ_FIRST(&f->to_worker);
+		if (req != NULL) {
+			TAILQ_REMOVE(&f->to_worker, req, q);
+			if (req->state == FETCH_QUEUED)
+				req->state = FETCH_RUNNING;
+			state = req->state;
+		}
+		pthread_mutex_unlock(&f->mu);
+		if (req == NULL)
+			return;
+		fetch_worker_take(f, req, state);
+	}
 }
 
-static void
-fetch_on_timeout(evutil_socket_t fd, short what, void *arg)
+static void *
+fetch_worker_main(void *arg)
 {
 	struct fetch *f = arg;
-	int running;
 
-	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	fetch_drain(f);
+	event_base_dispatch(f->wbase);
+	return NULL;
 }
+
+/* ---- the caller's side ---- */
 
 static void
-fetch_sock_free(struct fetch_sock *fs)
-{
-	LIST_REMOVE(fs, entry);
-	event_free(fs->ev);
-	free(fs);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in a socket onto one libevent event. */
-static int
-fetch_on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct fetch *f = userp;
-	struct fetch_sock *fs = socketp;
-	short events = EV_PERSIST;
-
-	if (what == CURL_POLL_REMOVE) {
-		if (fs != NULL)
-			fetch_sock_free(fs);
-		return 0;
-	}
-	if (what & CURL_POLL_IN)
-		events |= EV_READ;
-	if (what & CURL_POLL_OUT)
-		events |= EV_WRITE;
-	if (fs == NULL) {
-		fs = xcalloc(1, sizeof(*fs));
-		fs->ev = event_new(f->base, s, events, fetch_on_event, f);
-		if (fs->ev == NULL)
-			fatalx("fetch: cannot allocate event");
-		LIST_INSERT_HEAD(&f->socks, fs, entry);
-		curl_multi_assign(f->multi, s, fs);
-	} else {
-		event_del(fs->ev);
-		event_assign(fs->ev, f->base, s, events, fetch_on_event, f);
-	}
-	event_add(fs->ev, NULL);
-	return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: only (re)arm the timer; curl is driven from the loop. */
-static int
-fetch_on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct fetch *f = userp;
-	struct timeval tv;
-
-	if (timeout_ms < 0) {
-		evtimer_del(f->timer);
-		return 0;
-	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	evtimer_add(f->timer, &tv);
-	return 0;
-}
-
-/* Starts queued transfers while slots are free. */
-static void
-fetch_pump(struct fetch *f)
+fetch_destroy(struct fetch *f)
 {
 	struct fetch_req *req;
 
-	while (f->nrunning < f->max_parallel && (req = TAILQ_FIRST(&f->queued)) != NULL) {
-		TAILQ_REMOVE(&f->queued, req, entry);
-		if (curl_multi_add_handle(f->multi, req->easy) != CURLM_OK) {
-			fetch_req_fail(req, FETCH_ERROR, "curl_multi_add_handle failed");
-			continue;
+	if (f->started) {
+		pthread_mutex_lock(&f->mu);
+		f->stop = true;
+		fetch_wake(f->worker_pipe[1]);
+		pthread_mutex_unlock(&f->mu);
+		pthread_join(f->thread, NULL);
+	}
+	/* The worker is gone: its transfers end without callbacks, every request is ours. */
+	https_free(f->https);
+	while ((req = TAILQ_FIRST(&f->reqs)) != NULL)
+		fetch_req_free(req);
+	event_free(f->wake_worker);
+	event_free(f->wake_main);
+	event_base_free(f->wbase);
+	close(f->worker_pipe[0]);
+	close(f->worker_pipe[1]);
+	close(f->main_pipe[0]);
+	close(f->main_pipe[1]);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+/* Results and cancel acknowledgements from the worker, in the order it sent them. */
+static void
+fetch_on_wake_main(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetch *f = arg;
+	struct fetch_req *req;
+
+	fetch_drain_pipe(f->main_pipe[0]);
+	f->busy++;
+	while (!f->dying) {
+		pthread_mutex_lock(&f->mu);
+		req = TAILQ_FIRST(&f->to_main);
+		if (req != NULL)
+			TAILQ_REMOVE(&f->to_main, req, q);
+		pthread_mutex_unlock(&f->mu);
+		if (req == NULL)
+			break;
+		if (req->state == FETCH_DONE) {
+			req->delivering = true;
+			req->cb(req->arg, &req->res);
 		}
-		fetch_req_set_state(req, FETCH_REQ_RUNNING);
-		TAILQ_INSERT_TAIL(&f->running, req, entry);
-		f->nrunning++;
+		if (!f->dying)
+			fetch_req_free(req);
 	}
-}
-
-/* ---- building a request ---- */
-
-/* Letters, digits, '-' and '_' in dot-separated non-empty labels: nothing curl would rewrite. */
-static bool
-fetch_host_valid(const char *host)
-{
-	size_t len = strlen(host), label = 0;
-
-	if (len == 0 || len > FETCH_HOST_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)host[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		           (c >= '0' && c <= '9') || c == '-' || c == '_') {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
-static bool
-fetch_path_valid(const char *path)
-{
-	size_t len = strlen(path);
-
-	if (len == 0 || len > FETCH_PATH_MAX || path[0] != '/')
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (path[i] <= ' ' || path[i] >= 0x7f)
-			return false;
-	return true;
-}
-
-/* "host:port:addr1,[v6addr],..." for CURLOPT_RESOLVE; -1 if an address is not numeric. */
-static int
-fetch_resolve_entry(struct strbuf *sb, const char *host, unsigned port, const char *const *addrs,
-                    size_t naddrs)
-{
-	unsigned char bin[sizeof(struct in6_addr)];
-
-	strbuf_appendf(sb, "%s:%u:", host, port);
-	for (size_t i = 0; i < naddrs && i < FETCH_ADDRS_MAX; i++) {
-		const char *sep = i > 0 ? "," : "";
-
-		if (inet_pton(AF_INET, addrs[i], bin) == 1)
-			strbuf_appendf(sb, "%s%s", sep, addrs[i]);
-		else if (inet_pton(AF_INET6, addrs[i], bin) == 1)
-			strbuf_appendf(sb, "%s[%s]", sep, addrs[i]);
-		else
-			return -1;
-	}
-	return 0;
-}
-
-static const struct {
-	CURLoption opt;
-	long val;
-} fetch_long_opts[] = {
-	{ CURLOPT_NOSIGNAL, 1L },
-	{ CURLOPT_FOLLOWLOCATION, 0L },
-	/* A reused connection would skip CURLOPT_RESOLVE and the certificate check. */
-	{ CURLOPT_FORBID_REUSE, 1L },
-	{ CURLOPT_FRESH_CONNECT, 1L },
-	/* A resumed session skips chain verification, so the result would name no cert. */
-	{ CURLOPT_SSL_SESSIONID_CACHE, 0L },
-	/* One small GET per connection: HTTP/2 would add nothing but code paths. */
-	{ CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1 },
-	{ CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2 },
-	{ CURLOPT_SSL_VERIFYPEER, 1L },
-	{ CURLOPT_SSL_VERIFYHOST, 2L },
-	{ CURLOPT_LOW_SPEED_LIMIT, FETCH_LOW_SPEED_BYTES },
-};
-
-/* Returns NULL on success, else what went wrong. */
-static const char *
-fetch_req_build(struct fetch_req *req, unsigned port, const char *path, const char *const *addrs,
-                size_t naddrs)
-{
-	struct fetch *f = req->f;
-	struct strbuf sb;
-	long low_speed_s = f->timeout_ms >= 2000 ? (long)(f->timeout_ms / 2000) : 1L;
-	const char *why = NULL;
-
-	if (!fetch_host_valid(req->host))
-		return "invalid host name";
-	if (port == 0 || port > 65535)
-		return "invalid port";
-	if (!fetch_path_valid(path))
-		return "invalid path";
-	if (naddrs == 0)
-		return "no addresses to connect to";
-
-	strbuf_init(&sb, 8192);
-	if (fetch_resolve_entry(&sb, req->host, port, addrs, naddrs) == -1) {
-		strbuf_release(&sb);
-		return "address is not a numeric IPv4 or IPv6 address";
-	}
-	req->resolve = curl_slist_append(NULL, sb.data);
-	strbuf_release(&sb);
-	req->url = xasprintf("https://%s:%u%s", req->host, port, path);
-	req->easy = curl_easy_init();
-	/*
-	 * A private DNS cache per request, so its RESOLVE entry goes away with it: in the multi
-	 * handle's shared cache such entries are permanent and would pile up, one per host ever
-	 * fetched. Concurrent fetches of one name with other addresses cannot see it either.
-	 */
-	req->share = curl_share_init();
-	if (req->resolve == NULL || req->easy == NULL || req->share == NULL)
-		fatalx("fetch: out of memory");
-	if (curl_share_setopt(req->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK)
-		return "curl_share_setopt failed";
-
-	for (size_t i = 0; i < sizeof(fetch_long_opts) / sizeof(fetch_long_opts[0]); i++)
-		if (curl_easy_setopt(req->easy, fetch_long_opts[i].opt, fetch_long_opts[i].val) !=
-		    CURLE_OK)
-			return "curl_easy_setopt failed";
-	if (curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_SHARE, req->share) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_RESOLVE, req->resolve) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_NOPROXY, "*") != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_USERAGENT, f->user_agent) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_LOW_SPEED_TIME, low_speed_s) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_PRIVATE, req) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->errbuf) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_HEADERFUNCTION, fetch_on_header) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, req) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, fetch_on_body) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, req) != CURLE_OK ||
-	    curl_easy_setopt(req->easy, CURLOPT_SSL_CTX_DATA, req) != CURLE_OK)
-		return "curl_easy_setopt failed";
-	/* Fails unless libcurl uses OpenSSL; fetching with weaker name checks is not an option. */
-	if (curl_easy_setopt(req->easy, CURLOPT_SSL_CTX_FUNCTION, fetch_on_ssl_ctx) != CURLE_OK)
-		why = "libcurl is not built with OpenSSL";
-	/* No CA file or path for curl: the callback supplies the store (fetch_on_ssl_ctx). */
-	else if (curl_easy_setopt(req->easy, CURLOPT_CAINFO, NULL) != CURLE_OK ||
-	         curl_easy_setopt(req->easy, CURLOPT_CAPATH, NULL) != CURLE_OK)
-		why = "cannot clear curl's CA locations";
-	return why;
-}
-
-struct fetch_req *
-fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
-            const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
-{
-	struct fetch_req *req = xcalloc(1, sizeof(*req));
-	const char *why;
-
-	req->f = f;
-	req->cb = cb;
-	req->arg = arg;
-	req->start_ms = fetch_now_ms();
-	req->host = xstrndup(host, FETCH_HOST_MAX + 1);
-	if (f->cert_details)
-		req->cert = xcalloc(1, sizeof(*req->cert));
-	strbuf_init(&req->body, f->body_max);
-	why = fetch_req_build(req, port, path, addrs, naddrs);
-	if (why != NULL) {
-		fetch_req_fail(req, FETCH_ERROR, why);
-		return req;
-	}
-	fetch_req_set_state(req, FETCH_REQ_QUEUED);
-	TAILQ_INSERT_TAIL(&f->queued, req, entry);
-	fetch_pump(f);
-	return req;
-}
-
-void
-fetch_cancel(struct fetch_req *req)
-{
-	struct fetch *f;
-
-	/* Its own callback is running: the request is complete and freed on return. */
-	if (req == NULL || req->state == FETCH_REQ_DONE)
-		return;
-	f = req->f;
-	fetch_req_unlink(req);
-	fetch_req_free(req);
-	fetch_pump(f);
-}
-
-/* ---- the module ---- */
-
-/* Loads the trust anchors once; NULL (and every fetch fails closed) if that fails. */
-static X509_STORE *
-fetch_load_store(const char *ca_file)
-{
-	X509_STORE *store = X509_STORE_new();
-	int ok;
-
-	if (store == NULL)
-		fatalx("fetch: cannot allocate a certificate store");
-	ok = ca_file != NULL ? X509_STORE_load_file(store, ca_file)
-	                     : X509_STORE_set_default_paths(store);
-	if (ok != 1) {
-		log_warnx("fetch: cannot load trust anchors from %s; every policy fetch will fail "
-		          "until this is fixed",
-		          ca_file != NULL ? ca_file : "the system's default CA locations");
-		X509_STORE_free(store);
-		return NULL;
-	}
-	return store;
+	if (--f->busy == 0 && f->dying)
+		fetch_destroy(f);
 }
 
 struct fetch *
 fetch_new(struct event_base *base, const struct fetch_opts *opts)
 {
-	struct fetch *f;
+	struct fetch *f = xcalloc(1, sizeof(*f));
 
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		fatalx("fetch: curl_global_init failed");
-	f = xcalloc(1, sizeof(*f));
 	f->base = base;
-	f->ca_file = opts->ca_file != NULL ? xstrdup(opts->ca_file) : NULL;
-	f->store = fetch_load_store(f->ca_file);
-	f->user_agent = xstrdup(opts->user_agent != NULL ? opts->user_agent : FETCH_DEFAULT_AGENT);
-	f->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : FETCH_DEFAULT_TIMEOUT_MS;
-	f->body_max = opts->body_max;
-	f->max_parallel = opts->max_parallel > 0 ? opts->max_parallel : 1;
-	f->cert_details = opts->cert_details;
-	LIST_INIT(&f->socks);
-	TAILQ_INIT(&f->queued);
-	TAILQ_INIT(&f->running);
-	TAILQ_INIT(&f->failed);
-
-	f->multi = curl_multi_init();
-	f->timer = evtimer_new(base, fetch_on_timeout, f);
-	if (f->multi == NULL || f->timer == NULL)
-		fatalx("fetch: cannot set up curl multi handle");
-	if (curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, fetch_on_socket) != CURLM_OK ||
-	    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f) != CURLM_OK ||
-	    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, fetch_on_timer) != CURLM_OK ||
-	    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f) != CURLM_OK)
-		fatalx("fetch: cannot set curl multi callbacks");
+	TAILQ_INIT(&f->to_worker);
+	TAILQ_INIT(&f->to_main);
+	TAILQ_INIT(&f->reqs);
+	if (pthread_mutex_init(&f->mu, NULL) != 0)
+		fatalx("fetch: cannot create a mutex");
+	fetch_pipe(f->main_pipe);
+	fetch_pipe(f->worker_pipe);
+	f->wbase = event_base_new();
+	if (f->wbase == NULL)
+		fatalx("fetch: cannot create the worker's event loop");
+	f->wake_main =
+	        event_new(base, f->main_pipe[0], EV_READ | EV_PERSIST, fetch_on_wake_main, f);
+	f->wake_worker = event_new(f->wbase, f->worker_pipe[0], EV_READ | EV_PERSIST,
+	                           fetch_on_wake_worker, f);
+	if (f->wake_main == NULL || f->wake_worker == NULL || event_add(f->wake_main, NULL) != 0 ||
+	    event_add(f->wake_worker, NULL) != 0)
+		fatalx("fetch: cannot allocate events");
+	/* Here, not on the worker: a CA file that does not load is reported at start. */
+	f->https = https_new(f->wbase, opts);
 	return f;
-}
-
-static void
-fetch_cancel_list(struct fetch_req_list *list)
-{
-	struct fetch_req *req;
-
-	while ((req = TAILQ_FIRST(list)) != NULL) {
-		fetch_req_unlink(req);
-		fetch_req_free(req);
-	}
-}
-
-static void
-fetch_destroy(struct fetch *f)
-{
-	struct fetch_sock *fs;
-
-	curl_multi_cleanup(f->multi);
-	/* Sockets curl did not report as removed while cleaning up. */
-	while ((fs = LIST_FIRST(&f->socks)) != NULL)
-		fetch_sock_free(fs);
-	event_free(f->timer);
-	free(f->ca_file);
-	X509_STORE_free(f->store);
-	free(f->user_agent);
-	free(f);
-	curl_global_cleanup();
 }
 
 void
@@ -864,13 +366,70 @@ fetch_free(struct fetch *f)
 {
 	if (f == NULL)
 		return;
-	fetch_cancel_list(&f->queued);
-	fetch_cancel_list(&f->running);
-	fetch_cancel_list(&f->failed);
 	/* Called from a fetch callback: the dispatcher on the stack frees f when it returns. */
 	if (f->busy > 0) {
 		f->dying = true;
 		return;
 	}
 	fetch_destroy(f);
+}
+
+struct fetch_req *
+fetch_start(struct fetch *f, const char *host, unsigned port, const char *path,
+            const char *const *addrs, size_t naddrs, fetch_cb cb, void *arg)
+{
+	struct fetch_req *req = xcalloc(1, sizeof(*req));
+
+	req->f = f;
+	req->cb = cb;
+	req->arg = arg;
+	/* One past each cap, so the worker still sees (and rejects) what is too long. */
+	req->host = xstrndup(host, HTTPS_HOST_MAX + 1);
+	req->port = port;
+	req->path = xstrndup(path, HTTPS_PATH_MAX + 1);
+	for (; req->naddrs < naddrs && req->naddrs < HTTPS_ADDRS_MAX; req->naddrs++)
+		req->addrs[req->naddrs] = xstrndup(addrs[req->naddrs], 64);
+	TAILQ_INSERT_TAIL(&f->reqs, req, all);
+	/* Started with the first transfer: after the daemon forks and drops privileges. */
+	if (!f->started) {
+		bgthread_start(&f->thread, "fetch worker", FETCH_WORKER_NICE, fetch_worker_main, f);
+		f->started = true;
+	}
+	pthread_mutex_lock(&f->mu);
+	req->state = FETCH_QUEUED;
+	fetch_post(&f->to_worker, req, f->worker_pipe[1]);
+	pthread_mutex_unlock(&f->mu);
+	return req;
+}
+
+void
+fetch_cancel(struct fetch_req *req)
+{
+	struct fetch *f;
+	bool mine = false;
+
+	if (req == NULL || req->delivering)
+		return;
+	f = req->f;
+	pthread_mutex_lock(&f->mu);
+	switch (req->state) {
+	case FETCH_QUEUED:
+		TAILQ_REMOVE(&f->to_worker, req, q);
+		mine = true;
+		break;
+	case FETCH_DONE:
+		TAILQ_REMOVE(&f->to_main, req, q);
+		mine = true;
+		break;
+	case FETCH_RUNNING:
+		req->state = FETCH_CANCELLING;
+		fetch_post(&f->to_worker, req, f->worker_pipe[1]);
+		break;
+	case FETCH_CANCELLING:
+	case FETCH_ACKED:
+		break;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (mine)
+		fetch_req_free(req);
 }

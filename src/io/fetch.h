@@ -1,4 +1,9 @@
-/* fetch.h: asynchronous HTTPS GET (libcurl multi on libevent), pinned to given addresses. */
+/*
+ * fetch.h: asynchronous HTTPS GET, pinned to given addresses.
+ *
+ * The transfers (libcurl multi, io/https.c) run on a worker thread with its own event loop,
+ * started with the first fetch; requests and callbacks stay on the caller's loop and thread.
+ */
 #ifndef MTASTS_IO_FETCH_H
 #define MTASTS_IO_FETCH_H
 

@@ -7,12 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +18,7 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 
+#include "base/bgthread.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
@@ -557,10 +556,6 @@ sq_writer_main(void *arg)
 	struct timespec now, deadline = { 0, 0 }, sweep_at, wake;
 	bool armed = false;
 
-	/* Disk writes yield to the event loop when they share a core: a batch must not delay
-	 * Postfix's lookups (on Linux the nice value is per thread). */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), SQ_WRITER_NICE) == -1)
-		log_debug("store backend=sqlite result=nice-failed reason=\"%s\"", strerror(errno));
 	clock_gettime(CLOCK_MONOTONIC, &sweep_at); /* a first sweep right away */
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -1021,19 +1016,12 @@ fail:
 static void
 sq_writer_start(struct store_sqlite *s)
 {
-	sigset_t all, old;
-	int rc;
-
 	if (s->started)
 		return;
-	/* Signals are the loop's business: the writer runs with all of them blocked. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&s->thread, NULL, sq_writer_main, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		fatalx("store backend=sqlite path=%s result=thread-failed reason=\"%s\"", s->path,
-		       strerror(rc));
+	/* Disk writes yield to the event loop when they share a core: a batch must not delay
+	 * Postfix's lookups. */
+	bgthread_start(&s->thread, "store backend=sqlite writer", SQ_WRITER_NICE, sq_writer_main,
+	               s);
 	s->started = true;
 }
 
