@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "base/log.h"
+#include "base/pool.h"
 #include "base/xmalloc.h"
 #include "io/dnsmsg.h"
 
@@ -30,16 +31,19 @@ struct dns_link {
 	struct dns_link *next;
 };
 
-/* A result, shared by the cache entry and every query it answers; freed with the last ref. */
+/*
+ * A result, shared by the cache entry and every query it answers; freed with the last ref.
+ * One block from the module's pool holds it with its arrays and TXT bytes (dns_answer_new).
+ */
 struct dns_answer {
 	unsigned refs;
 	enum dns_status status;
-	uint32_t ttl; /* how long it may be cached, already capped by the options */
+	uint32_t ttl;  /* how long it may be cached, already capped by the options */
+	uint32_t size; /* of the block */
+	struct pool *pool;
 	struct dns_txt *txt;
 	size_t ntxt;
-	unsigned char *txtdata;
-	char (*addrbuf)[INET6_ADDRSTRLEN];
-	const char **addrs;
+	const char **addrs; /* each pointing to INET6_ADDRSTRLEN bytes of the block */
 	size_t naddrs;
 	struct dns_mx *mx;
 	size_t nmx;
@@ -117,6 +121,7 @@ struct dns {
 	size_t ncached;
 	uint32_t seed;
 	struct dnsmsg *msg; /* parser scratch: c-ares hands us one answer at a time */
+	struct pool *pool;  /* answers and cache entries */
 	struct dns_stats stats;
 	bool destroying;
 };
@@ -234,15 +239,61 @@ dns_link_move(struct dns_link *from, struct dns_link *to)
 
 /* ---- answers ---- */
 
-static struct dns_answer *
-dns_answer_new(enum dns_status status, uint32_t ttl)
+static size_t
+dns_align(size_t n)
 {
-	struct dns_answer *a = xcalloc(1, sizeof(*a));
+	return (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+}
 
+/*
+ * The answer, its arrays and then txtbytes for TXT data (*txtdata) in one block from the pool:
+ * a cached answer is one object of a size class, so the churn of a full cache reuses slots
+ * instead of scattering small allocations over the heap. Counts come from one parsed message
+ * (at most 64 KiB), so the size fits easily.
+ */
+static struct dns_answer *
+dns_answer_new(struct pool *pool, enum dns_status status, uint32_t ttl, size_t ntxt,
+               size_t txtbytes, size_t naddrs, size_t nmx, unsigned char **txtdata)
+{
+	size_t o_txt = dns_align(sizeof(struct dns_answer));
+	size_t o_mx = o_txt + dns_align(ntxt * sizeof(struct dns_txt));
+	size_t o_addrs = o_mx + dns_align(nmx * sizeof(struct dns_mx));
+	size_t o_buf = o_addrs + dns_align(naddrs * sizeof(char *));
+	size_t o_data = o_buf + naddrs * INET6_ADDRSTRLEN;
+	size_t size = o_data + txtbytes;
+	char *blk = pool_alloc(pool, size);
+	struct dns_answer *a = (struct dns_answer *)(void *)blk;
+
+	memset(blk, 0, size);
 	a->refs = 1;
 	a->status = status;
 	a->ttl = ttl;
+	a->size = (uint32_t)size;
+	a->pool = pool;
+	a->ntxt = ntxt;
+	a->txt = ntxt > 0 ? (struct dns_txt *)(void *)(blk + o_txt) : NULL;
+	a->nmx = nmx;
+	a->mx = nmx > 0 ? (struct dns_mx *)(void *)(blk + o_mx) : NULL;
+	a->naddrs = naddrs;
+	a->addrs = naddrs > 0 ? (const char **)(void *)(blk + o_addrs) : NULL;
+	for (size_t i = 0; i < naddrs; i++)
+		a->addrs[i] = blk + o_buf + i * INET6_ADDRSTRLEN;
+	if (txtdata != NULL)
+		*txtdata = (unsigned char *)blk + o_data;
 	return a;
+}
+
+static struct dns_answer *
+dns_answer_status(struct pool *pool, enum dns_status status, uint32_t ttl)
+{
+	return dns_answer_new(pool, status, ttl, 0, 0, 0, 0, NULL);
+}
+
+/* Writable form of a->addrs[i]: the block is the answer's own. */
+static char *
+dns_answer_addr(struct dns_answer *a, size_t i)
+{
+	return (char *)(uintptr_t)a->addrs[i];
 }
 
 static struct dns_answer *
@@ -257,22 +308,7 @@ dns_answer_unref(struct dns_answer *a)
 {
 	if (a == NULL || --a->refs > 0)
 		return;
-	free(a->txt);
-	free(a->txtdata);
-	free(a->addrbuf);
-	free(a->addrs);
-	free(a->mx);
-	free(a);
-}
-
-static void
-dns_answer_set_addrs(struct dns_answer *a, size_t n)
-{
-	a->naddrs = n;
-	a->addrbuf = xreallocarray(NULL, n, sizeof(*a->addrbuf));
-	a->addrs = xreallocarray(NULL, n, sizeof(*a->addrs));
-	for (size_t i = 0; i < n; i++)
-		a->addrs[i] = a->addrbuf[i];
+	pool_free(a->pool, a, a->size);
 }
 
 /* The cache lifetime of a parsed message under the options' caps. */
@@ -296,59 +332,48 @@ dns_cache_ttl(const struct dns_opts *o, enum dns_status st, uint32_t ttl, bool t
 
 /* Copies what the message holds into an answer that outlives the c-ares buffer. */
 static struct dns_answer *
-dns_answer_from_msg(const struct dns_opts *o, const struct dnsmsg *m)
+dns_answer_from_msg(struct pool *pool, const struct dns_opts *o, const struct dnsmsg *m)
 {
-	struct dns_answer *a = dns_answer_new(m->status, 0);
+	uint32_t ttl = dns_cache_ttl(o, m->status, m->ttl, m->ttl_known);
+	struct dns_answer *a;
+	unsigned char *data;
 	size_t total = 0, off = 0;
 
-	a->ttl = dns_cache_ttl(o, m->status, m->ttl, m->ttl_known);
 	if (m->status != DNS_OK)
-		return a;
-	if (m->ntxt > 0) {
-		for (size_t i = 0; i < m->ntxt; i++)
-			total += m->txt[i].len;
-		a->ntxt = m->ntxt;
-		a->txt = xreallocarray(NULL, m->ntxt, sizeof(*a->txt));
-		a->txtdata = xmalloc(total == 0 ? 1 : total);
-		for (size_t i = 0; i < m->ntxt; i++) {
-			memcpy(a->txtdata + off, m->txt[i].data, m->txt[i].len);
-			a->txt[i].data = a->txtdata + off;
-			a->txt[i].len = m->txt[i].len;
-			a->txt[i].record_start = m->txt[i].record_start;
-			off += m->txt[i].len;
-		}
+		return dns_answer_status(pool, m->status, ttl);
+	for (size_t i = 0; i < m->ntxt; i++)
+		total += m->txt[i].len;
+	a = dns_answer_new(pool, m->status, ttl, m->ntxt, total, m->na + m->naaaa, m->nmx, &data);
+	for (size_t i = 0; i < m->ntxt; i++) {
+		if (m->txt[i].len > 0)
+			memcpy(data + off, m->txt[i].data, m->txt[i].len);
+		a->txt[i].data = data + off;
+		a->txt[i].len = m->txt[i].len;
+		a->txt[i].record_start = m->txt[i].record_start;
+		off += m->txt[i].len;
 	}
-	if (m->na + m->naaaa > 0) {
-		dns_answer_set_addrs(a, m->na + m->naaaa);
-		for (size_t i = 0; i < m->na; i++)
-			inet_ntop(AF_INET, m->a[i], a->addrbuf[i], sizeof(a->addrbuf[i]));
-		for (size_t i = 0; i < m->naaaa; i++)
-			inet_ntop(AF_INET6, m->aaaa[i], a->addrbuf[m->na + i],
-			          sizeof(a->addrbuf[0]));
-	}
-	if (m->nmx > 0) {
-		a->nmx = m->nmx;
-		a->mx = xreallocarray(NULL, m->nmx, sizeof(*a->mx));
+	for (size_t i = 0; i < m->na; i++)
+		inet_ntop(AF_INET, m->a[i], dns_answer_addr(a, i), INET6_ADDRSTRLEN);
+	for (size_t i = 0; i < m->naaaa; i++)
+		inet_ntop(AF_INET6, m->aaaa[i], dns_answer_addr(a, m->na + i), INET6_ADDRSTRLEN);
+	if (m->nmx > 0)
 		memcpy(a->mx, m->mx, m->nmx * sizeof(*a->mx));
-	}
 	return a;
 }
 
 /* A + AAAA into one answer, A first; it lives as long as the shorter-lived half. */
 static struct dns_answer *
-dns_answer_merge(const struct dns_answer *x, const struct dns_answer *y)
+dns_answer_merge(struct pool *pool, const struct dns_answer *x, const struct dns_answer *y)
 {
 	enum dns_status st =
 	        dns_merge_rank[x->status] <= dns_merge_rank[y->status] ? x->status : y->status;
-	struct dns_answer *a = dns_answer_new(st, dns_min_u32(x->ttl, y->ttl));
+	struct dns_answer *a = dns_answer_new(pool, st, dns_min_u32(x->ttl, y->ttl), 0, 0,
+	                                      x->naddrs + y->naddrs, 0, NULL);
 
-	if (x->naddrs + y->naddrs > 0) {
-		dns_answer_set_addrs(a, x->naddrs + y->naddrs);
-		if (x->naddrs > 0)
-			memcpy(a->addrbuf, x->addrbuf, x->naddrs * sizeof(*a->addrbuf));
-		if (y->naddrs > 0)
-			memcpy(a->addrbuf + x->naddrs, y->addrbuf, y->naddrs * sizeof(*a->addrbuf));
-	}
+	for (size_t i = 0; i < x->naddrs; i++)
+		memcpy(dns_answer_addr(a, i), x->addrs[i], INET6_ADDRSTRLEN);
+	for (size_t i = 0; i < y->naddrs; i++)
+		memcpy(dns_answer_addr(a, x->naddrs + i), y->addrs[i], INET6_ADDRSTRLEN);
 	return a;
 }
 
@@ -501,9 +526,10 @@ static struct dns_entry *
 dns_entry_add(struct dns *dns, const char *key, enum dns_type type, uint32_t hash)
 {
 	size_t len = strlen(key);
-	struct dns_entry *e = xcalloc(1, sizeof(*e) + len + 1);
+	struct dns_entry *e = pool_alloc(dns->pool, sizeof(*e) + len + 1);
 	struct dns_entry **slot;
 
+	memset(e, 0, sizeof(*e));
 	memcpy(e->name, key, len + 1);
 	e->hash = hash;
 	e->type = type;
@@ -517,6 +543,12 @@ dns_entry_add(struct dns *dns, const char *key, enum dns_type type, uint32_t has
 	return e;
 }
 
+static void
+dns_entry_free(struct dns *dns, struct dns_entry *e)
+{
+	pool_free(dns->pool, e, sizeof(*e) + strlen(e->name) + 1);
+}
+
 /* Unhooks and frees an entry that holds neither an answer nor a flight. */
 static void
 dns_entry_remove(struct dns *dns, struct dns_entry *e)
@@ -528,7 +560,7 @@ dns_entry_remove(struct dns *dns, struct dns_entry *e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
 	dns->nentries--;
-	free(e);
+	dns_entry_free(dns, e);
 }
 
 static void
@@ -648,21 +680,22 @@ dns_answer_from_reply(struct dns *dns, const struct dns_part *p, int status,
 	if (abuf != NULL && alen > 0) {
 		err = dnsmsg_parse(abuf, (size_t)alen, (uint16_t)p->rrtype, dns->msg);
 		if (err == DNSMSG_OK)
-			return dns_answer_from_msg(&dns->opts, dns->msg);
+			return dns_answer_from_msg(dns->pool, &dns->opts, dns->msg);
 		log_warnx("dns name=%s rrtype=%d result=malformed reason=\"%s\"", name, p->rrtype,
 		          dnsmsg_err_str(err));
-		return dns_answer_new(DNS_ERROR, 0);
+		return dns_answer_status(dns->pool, DNS_ERROR, 0);
 	}
 	for (size_t i = 0; i < sizeof(dns_ares_status) / sizeof(dns_ares_status[0]); i++) {
 		if (dns_ares_status[i].ares == status) {
 			enum dns_status st = dns_ares_status[i].status;
 
-			return dns_answer_new(st, dns_cache_ttl(&dns->opts, st, 0, false));
+			return dns_answer_status(dns->pool, st,
+			                         dns_cache_ttl(&dns->opts, st, 0, false));
 		}
 	}
 	log_warnx("dns name=%s rrtype=%d result=error reason=\"%s\"", name, p->rrtype,
 	          ares_strerror(status));
-	return dns_answer_new(DNS_ERROR, 0);
+	return dns_answer_status(dns->pool, DNS_ERROR, 0);
 }
 
 /* Called inside c-ares: caches and queues the waiters, but calls nobody and nothing back. */
@@ -711,7 +744,7 @@ dns_on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen
 	if (--f->pending > 0)
 		return;
 	if (f->nparts == 2) {
-		ans = dns_answer_merge(f->parts[0].ans, f->parts[1].ans);
+		ans = dns_answer_merge(dns->pool, f->parts[0].ans, f->parts[1].ans);
 		dns_answer_unref(f->parts[0].ans);
 		dns_answer_unref(f->parts[1].ans);
 	} else {
@@ -769,7 +802,7 @@ dns_lookup(struct dns *dns, const char *name, enum dns_type type, dns_cb cb, voi
 	dns_link_init(&q->link);
 	assert((size_t)type < sizeof(dns_type_parts) / sizeof(dns_type_parts[0]));
 	if (dns_key(name, key) == -1) {
-		struct dns_answer *bad = dns_answer_new(DNS_ERROR, 0);
+		struct dns_answer *bad = dns_answer_status(dns->pool, DNS_ERROR, 0);
 
 		log_warnx("dns name=\"%.*s\" result=error reason=\"bad name\"", DNS_NAME_MAX, name);
 		dns_query_ready(q, bad, 0, false);
@@ -840,6 +873,7 @@ dns_new(struct event_base *base, const struct dns_opts *opts, const char **errst
 	dns->nbuckets = DNS_BUCKETS_MIN;
 	dns->buckets = xcalloc(dns->nbuckets, sizeof(*dns->buckets));
 	dns->msg = xmalloc(sizeof(*dns->msg));
+	dns->pool = pool_new();
 	if (getrandom(&dns->seed, sizeof(dns->seed), GRND_NONBLOCK) != sizeof(dns->seed))
 		dns->seed = (uint32_t)dns_now_us();
 	dns->timer = evtimer_new(base, dns_on_timer, dns);
@@ -882,6 +916,7 @@ dns_new(struct event_base *base, const struct dns_opts *opts, const char **errst
 fail:
 	event_free(dns->timer);
 	event_free(dns->deliver);
+	pool_free_all(dns->pool);
 	free(dns->msg);
 	free(dns->buckets);
 	free(dns);
@@ -934,9 +969,10 @@ dns_free(struct dns *dns)
 				free(e->flight);
 			}
 			dns_answer_unref(e->ans);
-			free(e);
+			dns_entry_free(dns, e);
 		}
 	}
+	pool_free_all(dns->pool);
 	free(dns->buckets);
 	free(dns->msg);
 	free(dns);

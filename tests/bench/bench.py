@@ -69,6 +69,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAN_PER_CERT = {"cp": 16, "kp": 16, "sp": 16, "ip": 32, "mp": 250}
 
 SCENARIOS = ("cached", "cold", "isolation", "memory")
+# RSS is read once the daemon has been idle this long: it gives freed heap pages back to the
+# system on a 2 s timer after a burst of fetches ends (daemon_on_trim in src/daemon/main.c), and
+# reading it sooner measures the burst's garbage or not depending on the timer's phase.
+SETTLE_S = 3.0
 
 # duration: seconds per timed run; slice: daemon and ceiling alternate in slices this long;
 # cold/split/iso_keys/mem/mem0: domains in each set (mem0: the dns.cache_size=0 memory run).
@@ -733,7 +737,7 @@ class Bench:
             r0 = proc_rss(d.pid)
             w = self.load.run(DAEMON_PORT, self.keys["mem_warm"], 16, cold=True, duration=600,
                               expect_ok=1.0, tolerance=0.0, timeout=700)
-            time.sleep(1.0)
+            time.sleep(SETTLE_S)
             base = proc_rss(d.pid)
             heap0 = self.heap(d)
             # Two halves: the second half's growth is free of the fixed cost of the fetch
@@ -749,7 +753,7 @@ class Bench:
                                            expect_ok=1.0, tolerance=0.0, timeout=3700,
                                            label=f"{name} fill {i}"))
                 if i == 0:
-                    time.sleep(1.0)
+                    time.sleep(SETTLE_S)
                     mid = proc_rss(d.pid)
             s.stop()
             fill = {"requests": sum(f["requests"] for f in fills),
@@ -757,7 +761,7 @@ class Bench:
                     "replies": {k: sum(f["replies"][k] for f in fills) for k in fills[0]["replies"]},
                     "parts": fills}
             fill["rps"] = fill["requests"] / fill["elapsed_s"] if fill["elapsed_s"] else 0.0
-            time.sleep(1.0)
+            time.sleep(SETTLE_S)
             full = proc_rss(d.pid)
             heap1 = self.heap(d)
             again = self.load.run(DAEMON_PORT, self.keys[keys], 64, requests=count, expect_ok=1.0,
