@@ -43,7 +43,7 @@ struct dns_answer {
 	struct pool *pool;
 	struct dns_txt *txt;
 	size_t ntxt;
-	const char **addrs; /* each pointing to INET6_ADDRSTRLEN bytes of the block */
+	char **addrs; /* each pointing to INET6_ADDRSTRLEN bytes of the block */
 	size_t naddrs;
 	struct dns_mx *mx;
 	size_t nmx;
@@ -275,7 +275,7 @@ dns_answer_new(struct pool *pool, enum dns_status status, uint32_t ttl, size_t n
 	a->nmx = nmx;
 	a->mx = nmx > 0 ? (struct dns_mx *)(void *)(blk + o_mx) : NULL;
 	a->naddrs = naddrs;
-	a->addrs = naddrs > 0 ? (const char **)(void *)(blk + o_addrs) : NULL;
+	a->addrs = naddrs > 0 ? (char **)(void *)(blk + o_addrs) : NULL;
 	for (size_t i = 0; i < naddrs; i++)
 		a->addrs[i] = blk + o_buf + i * INET6_ADDRSTRLEN;
 	if (txtdata != NULL)
@@ -287,13 +287,6 @@ static struct dns_answer *
 dns_answer_status(struct pool *pool, enum dns_status status, uint32_t ttl)
 {
 	return dns_answer_new(pool, status, ttl, 0, 0, 0, 0, NULL);
-}
-
-/* Writable form of a->addrs[i]: the block is the answer's own. */
-static char *
-dns_answer_addr(struct dns_answer *a, size_t i)
-{
-	return (char *)(uintptr_t)a->addrs[i];
 }
 
 static struct dns_answer *
@@ -353,9 +346,9 @@ dns_answer_from_msg(struct pool *pool, const struct dns_opts *o, const struct dn
 		off += m->txt[i].len;
 	}
 	for (size_t i = 0; i < m->na; i++)
-		inet_ntop(AF_INET, m->a[i], dns_answer_addr(a, i), INET6_ADDRSTRLEN);
+		inet_ntop(AF_INET, m->a[i], a->addrs[i], INET6_ADDRSTRLEN);
 	for (size_t i = 0; i < m->naaaa; i++)
-		inet_ntop(AF_INET6, m->aaaa[i], dns_answer_addr(a, m->na + i), INET6_ADDRSTRLEN);
+		inet_ntop(AF_INET6, m->aaaa[i], a->addrs[m->na + i], INET6_ADDRSTRLEN);
 	if (m->nmx > 0)
 		memcpy(a->mx, m->mx, m->nmx * sizeof(*a->mx));
 	return a;
@@ -371,9 +364,9 @@ dns_answer_merge(struct pool *pool, const struct dns_answer *x, const struct dns
 	                                      x->naddrs + y->naddrs, 0, NULL);
 
 	for (size_t i = 0; i < x->naddrs; i++)
-		memcpy(dns_answer_addr(a, i), x->addrs[i], INET6_ADDRSTRLEN);
+		memcpy(a->addrs[i], x->addrs[i], INET6_ADDRSTRLEN);
 	for (size_t i = 0; i < y->naddrs; i++)
-		memcpy(dns_answer_addr(a, x->naddrs + i), y->addrs[i], INET6_ADDRSTRLEN);
+		memcpy(a->addrs[x->naddrs + i], y->addrs[i], INET6_ADDRSTRLEN);
 	return a;
 }
 
@@ -428,7 +421,7 @@ dns_on_deliver(evutil_socket_t fd, short what, void *arg)
 			.from_cache = q->from_cache,
 			.txt = a->txt,
 			.ntxt = a->ntxt,
-			.addrs = a->addrs,
+			.addrs = (const char *const *)a->addrs,
 			.naddrs = a->naddrs,
 			.mx = a->mx,
 			.nmx = a->nmx,
