@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/pool.h"
 #include "base/xmalloc.h"
@@ -60,13 +61,7 @@ cache_hash(const char *s)
 uint32_t
 cache_id_hash(const char *id)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *id != '\0'; id++) {
-		h ^= (unsigned char)*id;
-		h *= 16777619u;
-	}
-	return h;
+	return hash_fnv1a(0, id, strlen(id));
 }
 
 struct cache *

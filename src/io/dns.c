@@ -13,6 +13,7 @@
 #include <ares.h>
 #include <event2/event.h>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/pool.h"
 #include "base/xmalloc.h"
@@ -477,11 +478,7 @@ dns_key(const char *name, char key[DNS_NAME_MAX + 1])
 static uint32_t
 dns_hash(const struct dns *dns, const char *key, enum dns_type type)
 {
-	uint32_t h = 2166136261u ^ dns->seed;
-
-	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-		h = (h ^ *p) * 16777619u;
-	return (h ^ (uint32_t)type) * 16777619u;
+	return (hash_fnv1a(dns->seed, key, strlen(key)) ^ (uint32_t)type) * 16777619u;
 }
 
 static struct dns_entry *

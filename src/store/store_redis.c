@@ -18,6 +18,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
@@ -461,11 +462,7 @@ redis_value_format(const struct store_record *r, size_t *len, const char **why)
 static uint32_t
 redis_hash(const struct store_redis *s, const char *d, size_t len)
 {
-	uint32_t h = 2166136261u ^ s->seed;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)d[i]) * 16777619u;
-	return h;
+	return hash_fnv1a(s->seed, d, len);
 }
 
 static struct redis_pend **

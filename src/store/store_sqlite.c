@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "base/bgthread.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "config/config.h"
@@ -127,13 +128,7 @@ struct store_sqlite {
 static uint32_t
 sq_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
+	return hash_fnv1a(0, s, strlen(s));
 }
 
 static struct sq_entry *
